@@ -1,0 +1,279 @@
+"""``ankang``: the one command line of the project.
+
+Subcommands import their packages lazily, so that ``ankang --help`` is quick and a
+command pulls in only what it uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="ankang (安康): IoT hub for elderly care and fire safety.", no_args_is_help=True)
+devices_app = typer.Typer(help="Manage the device registry.", no_args_is_help=True)
+services_app = typer.Typer(help="Project-owned Mosquitto and PostgreSQL/TimescaleDB.", no_args_is_help=True)
+app.add_typer(devices_app, name="devices")
+app.add_typer(services_app, name="services")
+
+log = logging.getLogger("ankang")
+
+
+def _logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
+
+
+def _settings() -> object:
+    from pydantic import ValidationError
+
+    from hub.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        typer.echo(f"invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _run_until_signal(main: object) -> None:
+    """Run ``main(stop)`` with SIGINT/SIGTERM setting ``stop``."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)  # type: ignore[operator]
+
+    asyncio.run(runner())
+
+
+@app.command()
+def hub(
+    partition: Annotated[
+        str | None, typer.Option(help="This worker's share of the device space, as K/N (e.g. 0/2).")
+    ] = None,
+    migrate: Annotated[bool, typer.Option(help="Apply pending migrations first.")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the hub: MQTT → validation → TimescaleDB, with rollups and retention."""
+    _logging(verbose)
+    from hub import Hub, Settings
+
+    settings = _settings()
+    assert isinstance(settings, Settings)  # noqa: S101
+    if partition is not None:
+        try:
+            k, n = (int(x) for x in partition.split("/"))
+        except ValueError:
+            typer.echo("--partition must look like K/N", err=True)
+            raise typer.Exit(2) from None
+        if not 0 <= k < n:
+            typer.echo("--partition K/N needs 0 <= K < N", err=True)
+            raise typer.Exit(2)
+        settings = settings.model_copy(update={"hub_partition": k, "hub_partitions": n})
+    hub_ = Hub(settings)
+    _run_until_signal(lambda stop: hub_.run(stop, apply_migrations=migrate))
+
+
+@app.command("migrate")
+def migrate_cmd() -> None:
+    """Apply pending database migrations."""
+    _logging()
+    from hub import Settings, migrate
+    from hub.errors import StorageError
+
+    settings = _settings()
+    assert isinstance(settings, Settings)  # noqa: S101
+    try:
+        applied = asyncio.run(migrate(settings.database_url))
+    except StorageError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+
+
+async def _with_registry(action: object) -> object:
+    import psycopg
+
+    from devices import Registry
+    from hub import Settings
+
+    settings = _settings()
+    assert isinstance(settings, Settings)  # noqa: S101
+    try:
+        conn = await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True)
+    except psycopg.OperationalError as exc:
+        typer.echo(f"cannot connect to the database: {exc}", err=True)
+        raise typer.Exit(1) from None
+    async with conn:
+        return await action(Registry(conn))  # type: ignore[operator]
+
+
+@devices_app.command("add")
+def devices_add(
+    device_id: Annotated[str, typer.Argument(metavar="ID")],
+    kind: Annotated[str, typer.Option(help="wearable, bed_sensor, smoke_detector, gas_detector, ...")],
+    facility: Annotated[str, typer.Option()],
+    room: Annotated[str | None, typer.Option()] = None,
+    bed: Annotated[str | None, typer.Option()] = None,
+    resident: Annotated[str | None, typer.Option()] = None,
+    heartbeat_s: Annotated[int | None, typer.Option("--heartbeat-s")] = None,
+    placement: Annotated[str | None, typer.Option(help="waist, chest or wrist (wearables)")] = None,
+) -> None:
+    """Register (or update) one device."""
+    from pydantic import ValidationError
+
+    from devices import DeviceSpec
+    from devices.errors import RegistryError
+
+    try:
+        spec = DeviceSpec.model_validate(
+            {"id": device_id, "kind": kind, "facility": facility, "room": room, "bed": bed,
+             "resident": resident, "heartbeat_s": heartbeat_s, "placement": placement}
+        )
+    except ValidationError as exc:
+        typer.echo("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), err=True)
+        raise typer.Exit(2) from None
+    try:
+        asyncio.run(_with_registry(lambda reg: reg.add(spec)))  # type: ignore[arg-type]
+    except RegistryError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"registered {device_id}")
+
+
+@devices_app.command("list")
+def devices_list() -> None:
+    """List registered devices."""
+    from devices import Device
+
+    devices = asyncio.run(_with_registry(lambda reg: reg.devices()))  # type: ignore[arg-type]
+    assert isinstance(devices, list)  # noqa: S101
+    typer.echo(f"{'id':<24} {'kind':<15} {'facility':<16} {'room':<8} {'bed':<8} {'resident':<10} hb_s")
+    for d in devices:
+        assert isinstance(d, Device)  # noqa: S101
+        typer.echo(
+            f"{d.id:<24} {d.kind:<15} {d.facility_id:<16} {d.room_id or '-':<8} {d.bed_id or '-':<8} "
+            f"{d.resident_id or '-':<10} {d.heartbeat_s}"
+        )
+
+
+@devices_app.command("import")
+def devices_import(path: Annotated[Path, typer.Argument(metavar="FILE")]) -> None:
+    """Import a facility file (YAML) or a device CSV. Nothing is written if any entry is invalid."""
+    import psycopg
+
+    from devices import load_facility_file
+    from devices.errors import RegistryError
+
+    try:
+        spec = load_facility_file(path)
+        count = asyncio.run(_with_registry(lambda reg: reg.apply(spec)))  # type: ignore[arg-type]
+    except RegistryError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    except psycopg.Error as exc:
+        typer.echo(f"the registry refused the file: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"imported {len(spec.facilities)} facilities and {count} devices")
+
+
+def _services_dir() -> Path:
+    env = os.environ.get("ANKANG_SERVICES_DIR")
+    if env:
+        return Path(env)
+    if os.getuid() == 0:
+        return Path("/var/lib/ankang/services")
+    return Path.home() / ".local/state/ankang/services"
+
+
+def _services() -> tuple[object, object]:
+    from hub import MosquittoServer, PostgresServer
+
+    base = _services_dir()
+    mqtt_port = int(os.environ.get("ANKANG_SERVICES_MQTT_PORT", "18830"))
+    pg_port = int(os.environ.get("ANKANG_SERVICES_PG_PORT", "55432"))
+    return MosquittoServer(base / "mosquitto", port=mqtt_port), PostgresServer(base / "postgres", port=pg_port)
+
+
+@services_app.command("up")
+def services_up() -> None:
+    """Start Mosquitto and PostgreSQL/TimescaleDB (idempotent); print their URLs as exports."""
+    from hub import MosquittoServer, PostgresServer
+    from hub.errors import ServiceError
+
+    mqtt, pg = _services()
+    assert isinstance(mqtt, MosquittoServer) and isinstance(pg, PostgresServer)  # noqa: S101
+    try:
+        mqtt.start()
+        pg.start()
+    except ServiceError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"export ANKANG_MQTT_URL={mqtt.url}")
+    typer.echo(f"export ANKANG_DATABASE_URL={pg.url}")
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop the project-owned services (their data is kept)."""
+    from hub import MosquittoServer, PostgresServer
+
+    mqtt, pg = _services()
+    assert isinstance(mqtt, MosquittoServer) and isinstance(pg, PostgresServer)  # noqa: S101
+    mqtt.stop()
+    pg.stop()
+    typer.echo("services stopped")
+
+
+@app.command()
+def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Start Mosquitto and TimescaleDB, register a small care home, and run the hub."""
+    _logging(verbose)
+    from devices import load_facility_file
+    from hub import Hub, MosquittoServer, PostgresServer, Settings, migrate
+
+    mqtt, pg = _services()
+    assert isinstance(mqtt, MosquittoServer) and isinstance(pg, PostgresServer)  # noqa: S101
+    os.environ.setdefault("ANKANG_MQTT_URL", mqtt.url)
+    os.environ.setdefault("ANKANG_DATABASE_URL", pg.url)
+    settings = Settings()
+    if settings.mqtt_url == mqtt.url:
+        mqtt.start()
+    if settings.database_url == pg.url:
+        pg.start()
+    asyncio.run(migrate(settings.database_url))
+    facility = Path(__file__).with_name("demo_facility.yaml")
+    spec = load_facility_file(facility)
+    asyncio.run(_with_registry(lambda reg: reg.apply(spec)))  # type: ignore[arg-type]
+    typer.echo(f"MQTT broker:  {settings.mqtt_url}")
+    typer.echo(f"Database:     {settings.database_url}")
+    typer.echo(f"Ops endpoint: http://{settings.metrics_host}:{settings.metrics_port}/healthz")
+    typer.echo(
+        "Try: mosquitto_pub -V mqttv5 -p "
+        f"{settings.mqtt.port} -q 1 -t ankang/v1/smoke-101/event "
+        """-m '{"ts": "2026-01-01T02:13:00+08:00", "seq": 1, "event": "test"}'"""
+    )
+    typer.echo("Ctrl-C stops the hub; `ankang services down` stops the services.")
+    hub_ = Hub(settings)
+    _run_until_signal(lambda stop: hub_.run(stop))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""What a device is: kinds, the v1 message contract and its decoder, and the registry.
+
+Nothing here knows about MQTT sessions or storage; ``hub`` builds on this package.
+"""
+
+from devices.contract import (
+    CHANNELS,
+    EVENTS,
+    KINDS,
+    MAX_PAYLOAD_BYTES,
+    Event,
+    Message,
+    Rejected,
+    Status,
+    Telemetry,
+    decode,
+    device_id_from_topic,
+    is_valid_device_id,
+)
+from devices.errors import DeviceError, RegistryError
+from devices.registry import Device, DeviceSpec, FacilityFile, Registry, load_facility_file
+
+__all__ = [
+    "CHANNELS",
+    "EVENTS",
+    "KINDS",
+    "MAX_PAYLOAD_BYTES",
+    "Device",
+    "DeviceSpec",
+    "DeviceError",
+    "Event",
+    "FacilityFile",
+    "Message",
+    "Registry",
+    "RegistryError",
+    "Rejected",
+    "Status",
+    "Telemetry",
+    "decode",
+    "device_id_from_topic",
+    "is_valid_device_id",
+    "load_facility_file",
+]

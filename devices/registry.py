@@ -1,0 +1,302 @@
+"""The device registry: facility → room → bed, residents, and the devices placed among them.
+
+A facility file (YAML, or a CSV of devices) describes a site; ``load_facility_file``
+validates it completely before anything is written, so a bad file changes nothing.
+The ``Registry`` functions read and write the registry tables created by ``ankang migrate``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from devices.contract import KINDS, is_valid_device_id
+from devices.errors import RegistryError
+
+DEFAULT_TZ = "Asia/Shanghai"
+MAX_FACILITY_FILE_BYTES = 16 * 1024 * 1024
+DEFAULT_HEARTBEAT_S = {
+    # Battery devices report rarely; mains and wearables often. NFPA 72 supervises a
+    # path at least every 60 min, so no fire device may be quieter than that.
+    "wearable": 60,
+    "bed_sensor": 60,
+    "smoke_detector": 3600,
+    "gas_detector": 600,
+    "sos_button": 3600,
+    "door_contact": 3600,
+    "water_leak": 3600,
+    "motion_sensor": 600,
+}
+
+Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Kind = Literal[
+    "wearable",
+    "bed_sensor",
+    "smoke_detector",
+    "gas_detector",
+    "sos_button",
+    "door_contact",
+    "water_leak",
+    "motion_sensor",
+]
+Placement = Literal["waist", "chest", "wrist"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class ResidentSpec(_Strict):
+    id: Ident
+    name: str = Field(default="", max_length=200)
+
+
+class BedSpec(_Strict):
+    id: Ident
+    nursing: bool = False
+    resident: ResidentSpec | None = None
+
+
+class RoomSpec(_Strict):
+    id: Ident
+    name: str = Field(default="", max_length=200)
+    kind: Literal["bedroom", "kitchen", "corridor", "common", "office", "bathroom", "other"] = "bedroom"
+    beds: list[BedSpec] = Field(default_factory=list, max_length=64)
+
+
+class FacilitySpec(_Strict):
+    id: Ident
+    name: str = Field(default="", max_length=200)
+    kind: Literal["institution", "home"] = "institution"
+    tz: str = DEFAULT_TZ
+    district: str = Field(default="", max_length=100)
+    supervisor: Ident | None = None  # for a home care bed: the supervising institution
+    rooms: list[RoomSpec] = Field(default_factory=list, max_length=10_000)
+
+    @field_validator("tz")
+    @classmethod
+    def _known_tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class DeviceSpec(_Strict):
+    id: str
+    kind: Kind
+    facility: Ident
+    room: Ident | None = None
+    bed: Ident | None = None
+    resident: Ident | None = None
+    heartbeat_s: int | None = Field(default=None, ge=1, le=86_400)
+    placement: Placement | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _device_id(cls, value: str) -> str:
+        if not is_valid_device_id(value):
+            raise ValueError("device id must match [A-Za-z0-9_-]{1,64}")
+        return value
+
+    @model_validator(mode="after")
+    def _bed_needs_room(self) -> DeviceSpec:
+        if self.bed is not None and self.room is None:
+            raise ValueError("a bed needs its room")
+        return self
+
+
+class FacilityFile(_Strict):
+    facilities: list[FacilitySpec] = Field(default_factory=list)
+    devices: list[DeviceSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FacilityFile:
+        ids = [d.id for d in self.devices]
+        dupes = {i for i in ids if ids.count(i) > 1} if len(ids) != len(set(ids)) else set()
+        if dupes:
+            raise ValueError(f"duplicate device ids: {', '.join(sorted(dupes)[:5])}")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A registered device as the hub sees it."""
+
+    id: str
+    kind: str
+    facility_id: str
+    room_id: str | None
+    bed_id: str | None
+    resident_id: str | None
+    heartbeat_s: int
+    placement: str | None
+
+
+def load_facility_file(path: Path) -> FacilityFile:
+    """Parse and validate a YAML facility file or a CSV of devices."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise RegistryError(f"cannot read {path.name}: {exc.strerror}") from exc
+    if size > MAX_FACILITY_FILE_BYTES:
+        raise RegistryError(f"{path.name} is larger than {MAX_FACILITY_FILE_BYTES} bytes")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"cannot read {path.name} as UTF-8 text: {exc}") from exc
+    if path.suffix.lower() == ".csv":
+        return parse_device_csv(text)
+    return parse_facility_yaml(text)
+
+
+def parse_facility_yaml(text: str) -> FacilityFile:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RegistryError("a facility file is a mapping with 'facilities' and/or 'devices'")
+    return _validated(data)
+
+
+def parse_device_csv(text: str) -> FacilityFile:
+    reader = csv.DictReader(io.StringIO(text))
+    required = {"id", "kind", "facility"}
+    if reader.fieldnames is None or not required <= set(reader.fieldnames):
+        raise RegistryError("a device CSV needs at least the columns id, kind, facility")
+    rows: list[dict[str, Any]] = []
+    for row in reader:
+        rows.append({k: v for k, v in row.items() if k is not None and v not in (None, "")})
+    return _validated({"devices": rows})
+
+
+def _validated(data: dict[str, Any]) -> FacilityFile:
+    try:
+        return FacilityFile.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:10]
+        )
+        raise RegistryError(f"invalid facility file: {problems}") from None
+
+
+class Registry:
+    """Reads and writes the registry tables over one connection."""
+
+    def __init__(self, conn: AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    async def apply(self, spec: FacilityFile) -> int:
+        """Upsert a whole facility file in one transaction; returns the number of devices."""
+        async with self._conn.transaction(), self._conn.cursor() as cur:
+            for fac in spec.facilities:
+                await cur.execute(
+                    """
+                    INSERT INTO facilities (id, name, kind, tz, district, supervisor_id)
+                    VALUES (%s, %s, %s, %s, %s, %s)
+                    ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+                        tz = EXCLUDED.tz, district = EXCLUDED.district,
+                        supervisor_id = EXCLUDED.supervisor_id
+                    """,
+                    (fac.id, fac.name, fac.kind, fac.tz, fac.district, fac.supervisor),
+                )
+                for room in fac.rooms:
+                    await cur.execute(
+                        """
+                        INSERT INTO rooms (facility_id, id, name, kind) VALUES (%s, %s, %s, %s)
+                        ON CONFLICT (facility_id, id) DO UPDATE SET name = EXCLUDED.name,
+                            kind = EXCLUDED.kind
+                        """,
+                        (fac.id, room.id, room.name, room.kind),
+                    )
+                    for bed in room.beds:
+                        if bed.resident is not None:
+                            await self._resident(cur, fac.id, bed.resident.id, bed.resident.name)
+                        await cur.execute(
+                            """
+                            INSERT INTO beds (facility_id, room_id, id, nursing, resident_id)
+                            VALUES (%s, %s, %s, %s, %s)
+                            ON CONFLICT (facility_id, room_id, id) DO UPDATE
+                            SET nursing = EXCLUDED.nursing, resident_id = EXCLUDED.resident_id
+                            """,
+                            (fac.id, room.id, bed.id, bed.nursing, bed.resident.id if bed.resident else None),
+                        )
+            for dev in spec.devices:
+                await self._device(cur, dev)
+        return len(spec.devices)
+
+    async def add(self, dev: DeviceSpec) -> None:
+        async with self._conn.transaction(), self._conn.cursor() as cur:
+            await self._device(cur, dev)
+
+    async def _resident(self, cur: Any, facility_id: str, resident_id: str, name: str) -> None:
+        await cur.execute(
+            """
+            INSERT INTO residents (id, facility_id, name) VALUES (%s, %s, %s)
+            ON CONFLICT (id) DO UPDATE SET name = CASE WHEN EXCLUDED.name = '' THEN residents.name
+                ELSE EXCLUDED.name END
+            WHERE residents.facility_id = EXCLUDED.facility_id
+            """,
+            (resident_id, facility_id, name),
+        )
+        if cur.rowcount == 0:
+            raise RegistryError(f"resident {resident_id} belongs to another facility")
+
+    async def _device(self, cur: Any, dev: DeviceSpec) -> None:
+        # A device may name a facility, room or bed that the file did not describe; they are
+        # created with default attributes so that `devices add` works on an empty registry.
+        await cur.execute(
+            "INSERT INTO facilities (id, tz) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
+            (dev.facility, DEFAULT_TZ),
+        )
+        if dev.room is not None:
+            await cur.execute(
+                "INSERT INTO rooms (facility_id, id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (dev.facility, dev.room),
+            )
+        if dev.bed is not None:
+            await cur.execute(
+                "INSERT INTO beds (facility_id, room_id, id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (dev.facility, dev.room, dev.bed),
+            )
+        if dev.resident is not None:
+            await self._resident(cur, dev.facility, dev.resident, "")
+        heartbeat = dev.heartbeat_s or DEFAULT_HEARTBEAT_S[dev.kind]
+        await cur.execute(
+            """
+            INSERT INTO devices (id, kind, facility_id, room_id, bed_id, resident_id, heartbeat_s, placement)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, facility_id = EXCLUDED.facility_id,
+                room_id = EXCLUDED.room_id, bed_id = EXCLUDED.bed_id, resident_id = EXCLUDED.resident_id,
+                heartbeat_s = EXCLUDED.heartbeat_s, placement = EXCLUDED.placement, updated_at = now()
+            """,
+            (dev.id, dev.kind, dev.facility, dev.room, dev.bed, dev.resident, heartbeat, dev.placement),
+        )
+        await cur.execute("SELECT pg_notify('ankang_registry', %s)", (dev.id,))
+
+    async def devices(self, ids: Iterable[str] | None = None) -> list[Device]:
+        query = (
+            "SELECT id, kind, facility_id, room_id, bed_id, resident_id, heartbeat_s, placement FROM devices"
+        )
+        params: Sequence[Any] = ()
+        if ids is not None:
+            query += " WHERE id = ANY(%s)"
+            params = (list(ids),)
+        async with self._conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query + " ORDER BY id", params)
+            return [Device(**row) for row in await cur.fetchall()]
+
+
+assert set(DEFAULT_HEARTBEAT_S) == set(KINDS)  # noqa: S101 - a table kept in step with the contract

@@ -1,0 +1,27 @@
+"""The stream: the MQTT session, ingest, storage, scheduled jobs and (later) detectors."""
+
+from hub.errors import ConfigError, HubError, MigrationError, MqttError, ServiceError, StorageError
+from hub.ingest import Ingestor, classify, partition_of
+from hub.localservices import MosquittoServer, PostgresServer, free_port
+from hub.service import Hub
+from hub.settings import Settings
+from hub.storage import Database, migrate
+
+__all__ = [
+    "ConfigError",
+    "Database",
+    "Hub",
+    "HubError",
+    "Ingestor",
+    "MigrationError",
+    "MosquittoServer",
+    "MqttError",
+    "PostgresServer",
+    "ServiceError",
+    "Settings",
+    "StorageError",
+    "classify",
+    "free_port",
+    "migrate",
+    "partition_of",
+]

@@ -1,0 +1,291 @@
+"""Ingest: raw MQTT messages in, committed rows and quarantine records out.
+
+For each batch taken from the MQTT session:
+
+1. Messages for devices owned by another hub worker are acknowledged untouched.
+2. The rest are decoded against the v1 contract (in a worker thread).
+3. Unknown devices, and out-of-order or duplicate sequence numbers, are quarantined.
+4. Everything is written in one transaction; only then is the batch acknowledged.
+
+Sequence rules per device, against the newest stored (seq, ts):
+
+- ``seq > last``: new (a jump forward is counted as a gap: messages lost upstream);
+- ``seq < last`` with a newer ``ts``, or ``seq == 0`` with a newer ``ts``: the device
+  rebooted and restarted its counter; new;
+- ``seq == last`` with a newer ``ts``: a duplicate sequence number; quarantined;
+- otherwise (not newer in either): a redelivery if that exact (device, ts, seq) is stored,
+  dropped silently; if not, a late, out-of-order message; quarantined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+
+from devices import Event, Message, Rejected, Status, Telemetry, decode
+from devices.contract import TOPIC_PREFIX
+from hub.metrics import HubMetrics
+from hub.mqtt import Inbound
+from hub.registry import RegistryCache
+from hub.storage import Database, Key, StorageUnavailable, StoreBatch, WriteResult
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def partition_of(device_id: str, partitions: int) -> int:
+    """The worker that owns a device: stable across processes and restarts."""
+    return zlib.crc32(device_id.encode()) % partitions
+
+
+def _topic_device(topic: str) -> str | None:
+    if not topic.startswith(TOPIC_PREFIX):
+        return None
+    rest = topic[len(TOPIC_PREFIX) :]
+    slash = rest.find("/")
+    return rest[:slash] if slash > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    accept: bool
+    suspect: bool = False  # not newer than the last stored message: redelivery or out of order
+    reason: str = ""
+    gap: int = 0
+
+
+def classify(seq: int, ts: datetime, last: tuple[int, datetime] | None) -> Verdict:
+    """Apply the sequence rules in the module docstring to one message."""
+    if last is None:
+        return Verdict(accept=True)
+    last_seq, last_ts = last
+    if seq > last_seq:
+        return Verdict(accept=True, gap=seq - last_seq - 1)
+    if ts > last_ts and (seq < last_seq or seq == 0):
+        return Verdict(accept=True)  # the device restarted its counter
+    if seq == last_seq and ts > last_ts:
+        return Verdict(accept=False, reason=f"duplicate seq {seq} with a newer ts")
+    return Verdict(accept=False, suspect=True, reason=f"out-of-order seq {seq} (newest stored is {last_seq})")
+
+
+_QUARANTINE_KINDS = (
+    ("malformed JSON", "json"),
+    ("topic", "topic"),
+    ("unknown device", "unknown_device"),
+    ("duplicate seq", "sequence"),
+    ("out-of-order", "sequence"),
+    ("rejected by the database", "storage"),
+)
+
+
+def quarantine_kind(reason: str) -> str:
+    for prefix, kind in _QUARANTINE_KINDS:
+        if reason.startswith(prefix):
+            return kind
+    return "contract"
+
+
+def _decode_all(items: Sequence[Inbound]) -> list[Message | Rejected]:
+    now = datetime.now(UTC)
+    return [decode(m.topic, m.payload, now=now) for m in items]
+
+
+def _rows(batch: StoreBatch, msg: Message, received: datetime, worker: int) -> None:
+    key = (msg.device_id, msg.ts, msg.seq)
+    batch.messages.append((*key, msg.channel, received, worker))
+    if isinstance(msg, Telemetry):
+        for name, value in msg.metrics.items():
+            batch.readings.append((*key, name, value))
+        if msg.acc_g is not None and msg.rate_hz is not None:
+            gyro = None if msg.gyro_dps is None else np.ascontiguousarray(msg.gyro_dps, "<f4").tobytes()
+            acc = np.ascontiguousarray(msg.acc_g, "<f4").tobytes()
+            batch.waveforms.append((*key, msg.rate_hz, msg.n_samples, acc, gyro))
+    elif isinstance(msg, Event):
+        batch.events.append((*key, msg.event, None if msg.detail is None else Jsonb(dict(msg.detail))))
+    elif isinstance(msg, Status):
+        batch.statuses.append((*key, msg.state, msg.fw, msg.heartbeat_s))
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A decoded, classified batch waiting to be committed and acknowledged."""
+
+    inbound: list[Inbound]
+    accepted: list[tuple[Inbound, Message]]
+    quarantined: list[tuple[Inbound, str, str | None]]
+    positions: dict[str, tuple[int, datetime]]
+    redelivered: int
+    foreign: int
+    gaps: int
+
+    def store_batch(self, worker: int) -> StoreBatch:
+        batch = StoreBatch()
+        for raw, msg in self.accepted:
+            _rows(batch, msg, datetime.fromtimestamp(raw.received_at, UTC), worker)
+        for raw, reason, device_id in self.quarantined:
+            batch.quarantine.append(
+                (datetime.fromtimestamp(raw.received_at, UTC), raw.topic, device_id, reason, raw.payload)
+            )
+        return batch
+
+
+class Ingestor:
+    """Turns batches of raw messages into committed rows. Holds per-device sequence state."""
+
+    def __init__(
+        self,
+        db: Database,
+        registry: RegistryCache,
+        metrics: HubMetrics,
+        *,
+        partition: int = 0,
+        partitions: int = 1,
+        retry_max_s: float = 5.0,
+    ) -> None:
+        self._db = db
+        self._registry = registry
+        self._metrics = metrics
+        self._partition = partition
+        self._partitions = partitions
+        self._retry_max_s = retry_max_s
+        self._positions: dict[str, tuple[int, datetime]] = {}
+        self.database_ok = True
+
+    def owns(self, topic: str) -> bool:
+        device_id = _topic_device(topic)
+        if device_id is None:
+            return self._partition == 0  # garbage topics are quarantined by worker 0 only
+        return partition_of(device_id, self._partitions) == self._partition
+
+    async def prepare(self, inbound: list[Inbound]) -> Prepared:
+        owned = [m for m in inbound if self.owns(m.topic)] if self._partitions > 1 else inbound
+        decoded = await asyncio.to_thread(_decode_all, owned) if owned else []
+        quarantined: list[tuple[Inbound, str, str | None]] = []
+        candidates: list[tuple[Inbound, Message]] = []
+        for raw, result in zip(owned, decoded, strict=True):
+            if isinstance(result, Rejected):
+                quarantined.append((raw, result.reason, result.device_id))
+            else:
+                candidates.append((raw, result))
+
+        await self._retrying(lambda: self._registry.resolve({m.device_id for _, m in candidates}))
+        unseen = list({m.device_id for _, m in candidates if m.device_id not in self._positions})
+        if unseen:
+            found = await self._retrying(lambda: self._db.last_positions(unseen))
+            self._positions.update(found)
+
+        accepted: list[tuple[Inbound, Message]] = []
+        suspects: list[tuple[Inbound, Message, str]] = []
+        in_batch: set[Key] = set()
+        redelivered = gaps = 0
+        positions = self._positions
+        for raw, msg in candidates:
+            if self._registry.get(msg.device_id) is None:
+                quarantined.append((raw, f"unknown device {msg.device_id}", msg.device_id))
+                continue
+            key = (msg.device_id, msg.ts, msg.seq)
+            if key in in_batch:  # the broker delivered it twice within one batch
+                redelivered += 1
+                continue
+            verdict = classify(msg.seq, msg.ts, positions.get(msg.device_id))
+            if verdict.accept:
+                accepted.append((raw, msg))
+                in_batch.add(key)
+                positions[msg.device_id] = (msg.seq, msg.ts)
+                gaps += verdict.gap
+            elif verdict.suspect:
+                suspects.append((raw, msg, verdict.reason))
+            else:
+                quarantined.append((raw, verdict.reason, msg.device_id))
+        if suspects:
+            keys = [(m.device_id, m.ts, m.seq) for _, m, _ in suspects]
+            stored = await self._retrying(lambda: self._db.existing(keys))
+            for raw, msg, reason in suspects:
+                if (msg.device_id, msg.ts, msg.seq) in stored:
+                    redelivered += 1
+                else:
+                    quarantined.append((raw, reason, msg.device_id))
+        return Prepared(
+            inbound=inbound,
+            accepted=accepted,
+            quarantined=quarantined,
+            positions=positions,
+            redelivered=redelivered,
+            foreign=len(inbound) - len(owned),
+            gaps=gaps,
+        )
+
+    async def commit(self, prepared: Prepared, stop: asyncio.Event | None = None) -> WriteResult | None:
+        """Write a prepared batch, retrying while the database is away.
+
+        Returns None only if ``stop`` was set before the batch could be written; the caller
+        must then not acknowledge it (the broker will redeliver it).
+        """
+        batch = prepared.store_batch(self._partition)
+        delay = 0.1
+        while True:
+            try:
+                result = await self._db.write(batch)
+            except StorageUnavailable as exc:
+                if self.database_ok:
+                    log.warning("database unavailable, holding %d messages: %s", len(prepared.inbound), exc)
+                self.database_ok = False
+                self._metrics.db_up.set(0)
+                if stop is not None and stop.is_set():
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max_s)
+                continue
+            except psycopg.Error as exc:
+                # Something in the batch that validation let through was refused by the
+                # database. Write message by message and quarantine what is refused, so that
+                # one bad message cannot block the stream.
+                log.error("batch refused by the database (%s); isolating the bad messages", exc)
+                result = await self._commit_one_by_one(prepared)
+            break
+        if not self.database_ok:
+            log.info("database is back")
+        self.database_ok = True
+        self._metrics.db_up.set(1)
+        self._metrics.record(prepared, result)
+        return result
+
+    async def _commit_one_by_one(self, prepared: Prepared) -> WriteResult:
+        stored = redelivered = 0
+        extra: list[tuple[Inbound, str, str | None]] = []
+        for raw, msg in prepared.accepted:
+            single = Prepared([raw], [(raw, msg)], [], prepared.positions, 0, 0, 0)
+            try:
+                res = await self._db.write(single.store_batch(self._partition))
+            except psycopg.Error as exc:
+                extra.append((raw, f"rejected by the database: {str(exc)[:200]}", msg.device_id))
+                continue
+            stored += res.stored
+            redelivered += res.redelivered
+        rest = Prepared([], [], prepared.quarantined + extra, prepared.positions, 0, 0, 0)
+        await self._db.write(rest.store_batch(self._partition))
+        prepared.quarantined = rest.quarantined
+        return WriteResult(stored, redelivered, len(rest.quarantined), staged=True)
+
+    async def _retrying(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run a read that needs the database, waiting out outages."""
+        delay = 0.1
+        while True:
+            try:
+                return await op()
+            except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as exc:
+                if self.database_ok:
+                    log.warning("database unavailable: %s", exc)
+                self.database_ok = False
+                self._metrics.db_up.set(0)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max_s)

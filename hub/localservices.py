@@ -1,0 +1,247 @@
+"""Project-owned Mosquitto and PostgreSQL/TimescaleDB instances on their own ports.
+
+``scripts/services up``, the test fixtures and ``ankang bench`` all start their brokers and
+databases through this module, so that there is one way to configure them. Each instance
+lives in its own directory and can be stopped, restarted and paused, which is how the
+tests cut the hub off from its services mid-stream.
+
+PostgreSQL refuses to run as root, so as root the cluster is owned and run by the
+``postgres`` system user (``runuser``), in a directory that user owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hub.errors import ServiceError
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+MOSQUITTO_BIN = Path("/usr/sbin/mosquitto")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return
+        time.sleep(0.05)
+    raise ServiceError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class MosquittoServer:
+    """A Mosquitto 2 broker with a persistent store sized for a restarting hub."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    # Mosquitto keeps only 1,000 messages per offline persistent session by default; a hub
+    # that restarts under load would lose the rest. Size it for minutes of full-rate traffic.
+    max_queued_messages: int = 2_000_000
+    extra_config: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def _pidfile(self) -> Path:
+        return self.directory / "mosquitto.pid"
+
+    def write_config(self) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        conf = self.directory / "mosquitto.conf"
+        user = pwd.getpwuid(os.getuid()).pw_name
+        conf.write_text(
+            "\n".join(
+                [
+                    f"pid_file {self._pidfile}",
+                    f"user {user}",
+                    "persistence true",
+                    f"persistence_location {self.directory}/",
+                    "autosave_interval 30",
+                    f"max_queued_messages {self.max_queued_messages}",
+                    "max_queued_bytes 0",
+                    "max_inflight_messages 0",
+                    # Devices' payloads are small; a larger packet is refused at the broker.
+                    "message_size_limit 0",
+                    "max_packet_size 1048576",
+                    "persistent_client_expiration 7d",
+                    f"log_dest file {self.directory}/mosquitto.log",
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    "connection_messages true",
+                    f"listener {self.port} 127.0.0.1",
+                    "allow_anonymous true",
+                    self.extra_config,
+                    "",
+                ]
+            )
+        )
+        return conf
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self._pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def start(self, timeout: float = 15.0) -> None:
+        if self.pid() is not None and _port_open(self.port):
+            return
+        if not MOSQUITTO_BIN.exists():
+            raise ServiceError("mosquitto is not installed; run scripts/bootstrap")
+        conf = self.write_config()
+        subprocess.run(  # noqa: S603 - fixed binary, our own config file
+            [str(MOSQUITTO_BIN), "-c", str(conf), "-d"], check=True, capture_output=True, timeout=timeout
+        )
+        _wait(lambda: _port_open(self.port), timeout, f"mosquitto on port {self.port}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        pid = self.pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)  # Mosquitto writes its persistent store on SIGTERM
+        _wait(lambda: not _pid_alive(pid), timeout, "mosquitto to stop")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL 15 cluster with TimescaleDB preloaded, owned by this project."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    timescaledb: bool = True
+    database: str = "ankang"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self._user}@127.0.0.1:{self.port}/{self.database}"
+
+    @property
+    def _user(self) -> str:
+        return "postgres" if os.getuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
+
+    @property
+    def _data(self) -> Path:
+        return self.directory / "data"
+
+    def _run(self, args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        if os.getuid() == 0:
+            args = ["runuser", "-u", "postgres", "--", *args]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
+        if proc.returncode != 0:
+            raise ServiceError(f"{Path(args[0]).name if os.getuid() else args[3]} failed: {proc.stderr.strip()}")
+        return proc
+
+    def _prepare_directory(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if os.getuid() == 0:
+            pg = pwd.getpwnam("postgres")
+            # Every ancestor must be traversable by the postgres user.
+            for parent in [self.directory, *self.directory.parents]:
+                if parent == Path("/"):
+                    break
+                mode = parent.stat().st_mode
+                if not mode & 0o001:
+                    parent.chmod(mode | 0o001)
+            os.chown(self.directory, pg.pw_uid, pg.pw_gid)
+
+    def init(self) -> None:
+        if (self._data / "PG_VERSION").exists():
+            return
+        self._prepare_directory()
+        self._run(
+            [str(PG_BIN / "initdb"), "-D", str(self._data), "-U", self._user, "--auth=trust",
+             "--encoding=UTF8", "--locale=C.UTF-8"],
+            timeout=120,
+        )
+        settings = [
+            f"port = {self.port}",
+            "listen_addresses = '127.0.0.1'",
+            f"unix_socket_directories = '{self.directory}'",
+            "max_connections = 200",
+            "shared_buffers = 256MB",
+            "synchronous_commit = on",
+            "timezone = 'UTC'",
+            "log_min_messages = warning",
+            "timescaledb.telemetry_level = off" if self.timescaledb else "",
+            "shared_preload_libraries = 'timescaledb'" if self.timescaledb else "",
+        ]
+        conf = self._data / "postgresql.auto.conf"
+        with conf.open("a") as fh:
+            fh.write("\n".join(s for s in settings if s) + "\n")
+
+    def running(self) -> bool:
+        pidfile = self._data / "postmaster.pid"
+        try:
+            pid = int(pidfile.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return False
+        return _pid_alive(pid)
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.init()
+        if not self.running():
+            self._run(
+                [str(PG_BIN / "pg_ctl"), "-D", str(self._data), "-l", str(self.directory / "postgres.log"),
+                 "-o", f"-p {self.port}", "-w", "-t", str(int(timeout)), "start"],
+                timeout=timeout + 5,
+            )
+        self._create_database()
+
+    def _create_database(self) -> None:
+        psql = [str(PG_BIN / "psql"), "-h", str(self.directory), "-p", str(self.port), "-U", self._user,
+                "-d", "postgres", "-Atqc"]
+        exists = self._run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"])
+        if exists.stdout.strip() != "1":
+            self._run([*psql, f'CREATE DATABASE "{self.database}"'])
+
+    def stop(self, mode: str = "fast", timeout: float = 60.0) -> None:
+        if not self.running():
+            return
+        self._run(
+            [str(PG_BIN / "pg_ctl"), "-D", str(self._data), "-m", mode, "-w", "-t", str(int(timeout)), "stop"],
+            timeout=timeout + 5,
+        )
+
+    def destroy(self) -> None:
+        with contextlib.suppress(ServiceError):
+            self.stop(mode="immediate")
+        shutil.rmtree(self.directory, ignore_errors=True)

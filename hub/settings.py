@@ -1,0 +1,107 @@
+"""One typed settings object, read from ``ANKANG_*`` environment variables.
+
+It is validated once at start-up and passed in; nothing reads the environment later.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:18830"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:55432/ankang"
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ANKANG_", extra="ignore", frozen=True)
+
+    mqtt_url: str = DEFAULT_MQTT_URL
+    database_url: str = DEFAULT_DATABASE_URL
+
+    # The hub's identity on the broker. With several workers each has its own partition,
+    # and its own persistent session (client id), so that a restart resumes its own queue.
+    hub_client_id: str = "ankang-hub"
+    hub_partition: int = Field(default=0, ge=0)
+    hub_partitions: int = Field(default=1, ge=1, le=256)
+    # MQTT 5 session expiry: how long the broker keeps our queue while the hub is away.
+    mqtt_session_expiry_s: PositiveInt = 7 * 24 * 3600
+    # MQTT 5 Receive Maximum: QoS 1 messages the broker may send before we acknowledge.
+    # We acknowledge only after commit, so this bounds what is in the hub's memory and
+    # keeps paho well clear of its 65,535 in-flight limit.
+    mqtt_receive_maximum: int = Field(default=20_000, ge=10, le=65_000)
+    mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
+
+    # Batching and backpressure.
+    ingest_max_batch: int = Field(default=5_000, ge=1, le=65_000)
+    ingest_retry_max_s: float = Field(default=5.0, gt=0)
+
+    # Operations endpoint (/healthz, /metrics). Port 0 disables it.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9465, ge=0, le=65535)
+
+    # Scheduled jobs.
+    rollup_interval_s: float = Field(default=300.0, gt=0)
+    rollup_lateness_s: float = Field(default=7200.0, ge=0)
+    retention_interval_s: float = Field(default=3600.0, gt=0)
+    retention_waveforms_days: PositiveInt = 7
+    retention_readings_days: PositiveInt = 180
+    # GB 50440 keeps records for 6 months: events, statuses and alarms may not go sooner.
+    retention_events_days: Annotated[int, Field(ge=183)] = 366
+    retention_messages_days: PositiveInt = 180
+    retention_quarantine_days: PositiveInt = 30
+    retention_rollups_days: PositiveInt = 3 * 366
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("ANKANG_MQTT_URL must look like mqtt://user:pass@host:port")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("postgresql", "postgres"):
+            raise ValueError("ANKANG_DATABASE_URL must be a postgresql:// URL")
+        return value
+
+    @property
+    def mqtt(self) -> MqttEndpoint:
+        parts = urlsplit(self.mqtt_url)
+        tls = parts.scheme == "mqtts"
+        return MqttEndpoint(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if tls else 1883),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+        )
+
+    def retention(self) -> dict[str, timedelta]:
+        """Table name to age after which its rows (chunks) are dropped."""
+        return {
+            "waveforms": timedelta(days=self.retention_waveforms_days),
+            "readings": timedelta(days=self.retention_readings_days),
+            "events": timedelta(days=self.retention_events_days),
+            "statuses": timedelta(days=self.retention_events_days),
+            "messages": timedelta(days=self.retention_messages_days),
+            "quarantine": timedelta(days=self.retention_quarantine_days),
+        }
+
+
+class MqttEndpoint:
+    __slots__ = ("host", "password", "port", "tls", "username")
+
+    def __init__(self, host: str, port: int, username: str | None, password: str | None, tls: bool) -> None:
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.tls = tls

@@ -1,0 +1,321 @@
+"""Storage: the connection pool, numbered migrations, and the batch writer.
+
+All SQL of the ingest path lives here. A batch is written in one transaction:
+
+1. Rows go in with binary COPY straight into the hypertables, inside a savepoint. In the
+   normal case every message is new, so this is as fast as the bare pipe.
+2. If the savepoint hits the unique key on ``messages`` (a redelivery that the hub could
+   not tell apart in advance), it is rolled back and the batch goes through temporary
+   staging tables with ``INSERT ... ON CONFLICT DO NOTHING``, writing bodies only for the
+   messages that were new. Either way a message is stored exactly once.
+3. Quarantine records are copied in the same transaction, so a message is acknowledged
+   only when whatever became of it is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from types import TracebackType
+from typing import Any, Self
+
+import psycopg
+from psycopg import AsyncConnection, errors, sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from hub.errors import MigrationError, StorageError
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, datetime, int]
+
+
+@dataclass(slots=True)
+class StoreBatch:
+    """Rows for one transaction, already validated. Tuples follow the column lists below."""
+
+    messages: list[tuple[str, datetime, int, str, datetime, int]] = field(default_factory=list)
+    readings: list[tuple[str, datetime, int, str, float]] = field(default_factory=list)
+    waveforms: list[tuple[str, datetime, int, float, int, bytes, bytes | None]] = field(default_factory=list)
+    events: list[tuple[str, datetime, int, str, Jsonb | None]] = field(default_factory=list)
+    statuses: list[tuple[str, datetime, int, str, str | None, int | None]] = field(default_factory=list)
+    quarantine: list[tuple[datetime, str, str | None, str, bytes]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    stored: int  # messages that were new
+    redelivered: int  # messages already stored (dropped by the unique key)
+    quarantined: int
+    staged: bool  # whether the slow, conflict-tolerant path was needed
+
+
+# Column lists and binary COPY types, in StoreBatch tuple order. ``seq`` in readings only
+# links a reading to its message in the staged path; the table itself has no seq column.
+_TABLES: dict[str, tuple[str, list[str], list[str]]] = {
+    "messages": (
+        "device_id, ts, seq, channel, received_at, worker",
+        ["text", "timestamptz", "int8", "text", "timestamptz", "int2"],
+        [],
+    ),
+    "readings": ("device_id, ts, seq, metric, value", ["text", "timestamptz", "int8", "text", "float8"], []),
+    "waveforms": (
+        "device_id, ts, seq, rate_hz, n, acc, gyro",
+        ["text", "timestamptz", "int8", "float4", "int4", "bytea", "bytea"],
+        [],
+    ),
+    "events": ("device_id, ts, seq, event, detail", ["text", "timestamptz", "int8", "text", "jsonb"], []),
+    "statuses": (
+        "device_id, ts, seq, state, fw, heartbeat_s",
+        ["text", "timestamptz", "int8", "text", "text", "int4"],
+        [],
+    ),
+}
+_QUARANTINE_COLUMNS = "received_at, topic, device_id, reason, payload"
+_QUARANTINE_TYPES = ["timestamptz", "text", "text", "text", "bytea"]
+
+
+def _direct_columns(table: str) -> tuple[str, list[str], list[int]]:
+    """Columns for a direct COPY: readings have no seq column of their own."""
+    columns, types, _ = _TABLES[table]
+    names = [c.strip() for c in columns.split(",")]
+    if table == "readings":
+        keep = [i for i, n in enumerate(names) if n != "seq"]
+        return ", ".join(names[i] for i in keep), [types[i] for i in keep], keep
+    return columns, types, list(range(len(names)))
+
+
+class Database:
+    """A pool of connections to PostgreSQL (with or without TimescaleDB).
+
+    Use as ``async with Database(url) as db``. The pool reconnects by itself; callers
+    retry an operation that failed with ``StorageUnavailable``.
+    """
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4, name: str = "ankang") -> None:
+        self._url = url
+        self._pool = AsyncConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            name=name,
+            configure=self._configure,
+            check=AsyncConnectionPool.check_connection,
+            reconnect_timeout=24 * 3600,
+            timeout=10,
+            kwargs={"application_name": name},
+        )
+        self._opened = False
+
+    async def __aenter__(self) -> Self:
+        if self._opened:
+            raise StorageError("a Database cannot be reopened")
+        self._opened = True
+        await self._pool.open(wait=False)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._pool.close(timeout=10)
+
+    @staticmethod
+    async def _configure(conn: AsyncConnection[Any]) -> None:
+        await conn.set_autocommit(True)
+
+    def connection(self) -> Any:
+        """``async with db.connection() as conn``: a pooled connection, in autocommit mode."""
+        return self._pool.connection()
+
+    async def timescaledb(self) -> bool:
+        async with self.connection() as conn:
+            cur = await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
+            return await cur.fetchone() is not None
+
+    # -- ingest ------------------------------------------------------------------------
+
+    async def last_positions(self, device_ids: Sequence[str]) -> dict[str, tuple[int, datetime]]:
+        """The newest stored (seq, ts) of each device, for devices the hub has not seen yet."""
+        if not device_ids:
+            return {}
+        async with self.connection() as conn:
+            cur = await conn.execute(
+                """
+                SELECT d.id, m.seq, m.ts
+                FROM unnest(%s::text[]) AS d(id)
+                CROSS JOIN LATERAL (
+                    SELECT seq, ts FROM messages WHERE device_id = d.id ORDER BY ts DESC, seq DESC LIMIT 1
+                ) AS m
+                """,
+                (list(device_ids),),
+            )
+            return {row[0]: (int(row[1]), row[2]) for row in await cur.fetchall()}
+
+    async def existing(self, keys: Sequence[Key]) -> set[Key]:
+        """Which of these (device_id, ts, seq) keys are already stored."""
+        if not keys:
+            return set()
+        async with self.connection() as conn:
+            cur = await conn.execute(
+                """
+                SELECT m.device_id, m.ts, m.seq
+                FROM unnest(%s::text[], %s::timestamptz[], %s::int8[]) AS k(device_id, ts, seq)
+                JOIN messages m USING (device_id, ts, seq)
+                """,
+                ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
+            )
+            return {(r[0], r[1], int(r[2])) for r in await cur.fetchall()}
+
+    async def write(self, batch: StoreBatch) -> WriteResult:
+        """Store one batch atomically. Raises ``StorageUnavailable`` if the database is away."""
+        try:
+            async with self.connection() as conn:
+                return await _write(conn, batch)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StorageUnavailable(str(exc).strip() or type(exc).__name__) from exc
+        except TimeoutError as exc:  # the pool could not hand out a connection in time
+            raise StorageUnavailable(f"no database connection: {exc}") from exc
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached right now; retry the same batch later."""
+
+
+async def _copy(
+    conn: AsyncConnection[Any], table: str, columns: str, types: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(table), sql.SQL(columns)
+    )
+    async with conn.cursor() as cur, cur.copy(stmt) as copy:
+        copy.set_types(list(types))
+        for row in rows:
+            await copy.write_row(row)
+
+
+async def _write(conn: AsyncConnection[Any], batch: StoreBatch) -> WriteResult:
+    staged = False
+    async with conn.transaction():
+        stored = len(batch.messages)
+        try:
+            async with conn.transaction():  # a savepoint
+                for table in _TABLES:
+                    rows: list[Any] = getattr(batch, table)
+                    if not rows:
+                        continue
+                    columns, types, keep = _direct_columns(table)
+                    if len(keep) != len(types) or table == "readings":
+                        rows = [tuple(r[i] for i in keep) for r in rows]
+                    await _copy(conn, table, columns, types, rows)
+        except errors.UniqueViolation:
+            staged = True
+            stored = await _write_staged(conn, batch)
+        if batch.quarantine:
+            await _copy(conn, "quarantine", _QUARANTINE_COLUMNS, _QUARANTINE_TYPES, batch.quarantine)
+    return WriteResult(
+        stored=stored,
+        redelivered=len(batch.messages) - stored,
+        quarantined=len(batch.quarantine),
+        staged=staged,
+    )
+
+
+async def _write_staged(conn: AsyncConnection[Any], batch: StoreBatch) -> int:
+    for table, (_columns, _types, _) in _TABLES.items():
+        await conn.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            ).format(sql.Identifier(f"stage_{table}"), sql.Identifier(table))
+        )
+    # readings carry seq in the staging table only, to join them to their message
+    await conn.execute("ALTER TABLE stage_readings ADD COLUMN IF NOT EXISTS seq int8")
+    for table, (columns, types, _) in _TABLES.items():
+        rows = getattr(batch, table)
+        if rows:
+            await _copy(conn, f"stage_{table}", columns, types, rows)
+    cur = await conn.execute(
+        """
+        WITH new AS (
+            INSERT INTO messages (device_id, ts, seq, channel, received_at, worker)
+            SELECT DISTINCT ON (device_id, ts, seq) device_id, ts, seq, channel, received_at, worker
+            FROM stage_messages
+            ON CONFLICT (device_id, ts, seq) DO NOTHING
+            RETURNING device_id, ts, seq
+        ), r AS (
+            INSERT INTO readings (device_id, ts, metric, value)
+            SELECT s.device_id, s.ts, s.metric, s.value FROM stage_readings s JOIN new USING (device_id, ts, seq)
+        ), w AS (
+            INSERT INTO waveforms (device_id, ts, seq, rate_hz, n, acc, gyro)
+            SELECT s.device_id, s.ts, s.seq, s.rate_hz, s.n, s.acc, s.gyro
+            FROM stage_waveforms s JOIN new USING (device_id, ts, seq)
+        ), e AS (
+            INSERT INTO events (device_id, ts, seq, event, detail)
+            SELECT s.device_id, s.ts, s.seq, s.event, s.detail FROM stage_events s JOIN new USING (device_id, ts, seq)
+        ), st AS (
+            INSERT INTO statuses (device_id, ts, seq, state, fw, heartbeat_s)
+            SELECT s.device_id, s.ts, s.seq, s.state, s.fw, s.heartbeat_s
+            FROM stage_statuses s JOIN new USING (device_id, ts, seq)
+        )
+        SELECT count(*) FROM new
+        """
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+# -- migrations ----------------------------------------------------------------------
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(number, name, sql) of every migration shipped with the hub, in order."""
+    found = []
+    for entry in resources.files("hub.migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    numbers = [n for n, _, _ in found]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise MigrationError(f"migrations must be numbered 0001.. without gaps, found {numbers}")
+    return found
+
+
+async def migrate(url: str) -> list[str]:
+    """Apply pending migrations in order, each in its own transaction. Returns their names."""
+    applied: list[str] = []
+    try:
+        conn = await AsyncConnection.connect(url, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise StorageUnavailable(f"cannot connect to the database: {exc}") from exc
+    async with conn:
+        # One migrator at a time, even with several hub workers starting together.
+        await conn.execute("SELECT pg_advisory_lock(hashtext('ankang.migrate'))")
+        await conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                number integer PRIMARY KEY, name text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now())
+            """
+        )
+        cur = await conn.execute("SELECT number FROM schema_migrations")
+        done = {int(r[0]) for r in await cur.fetchall()}
+        for number, name, text in migration_files():
+            if number in done:
+                continue
+            try:
+                async with conn.transaction():
+                    await conn.execute(text.encode())
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (number, name) VALUES (%s, %s)", (number, name)
+                    )
+            except psycopg.Error as exc:
+                raise MigrationError(f"migration {name} failed: {exc}") from exc
+            log.info("applied migration %s", name)
+            applied.append(name)
+        await conn.execute("SELECT pg_advisory_unlock(hashtext('ankang.migrate'))")
+    return applied
