@@ -31,7 +31,8 @@ def _logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
+    # the pool logs every failed reconnect; the hub reports the outage once itself
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 def _settings() -> object:

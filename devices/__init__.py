@@ -16,6 +16,7 @@ from devices.contract import (
     decode,
     device_id_from_topic,
     is_valid_device_id,
+    json_schema,
 )
 from devices.errors import DeviceError, RegistryError
 from devices.registry import Device, DeviceSpec, FacilityFile, Registry, load_facility_file
@@ -39,5 +40,6 @@ __all__ = [
     "decode",
     "device_id_from_topic",
     "is_valid_device_id",
+    "json_schema",
     "load_facility_file",
 ]

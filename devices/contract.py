@@ -366,3 +366,12 @@ def _status(device_id: str, ts: datetime, seq: int, obj: dict[str, Any]) -> Stat
     if hb is not None and (type(hb) is not int or not 1 <= hb <= 86_400):
         raise _Invalid("heartbeat_s must be an integer from 1 to 86400")
     return Status(device_id, ts, seq, str(state), fw, hb)
+
+
+def json_schema() -> dict[str, Any]:
+    """The v1 contract as JSON Schema (draft 2020-12); see ``$defs`` per channel."""
+    from importlib import resources
+
+    text = resources.files("devices").joinpath("schema/v1.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = orjson.loads(text)
+    return schema

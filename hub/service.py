@@ -82,10 +82,12 @@ class Hub:
                 intake_done = asyncio.Event()
                 async with asyncio.TaskGroup() as tg:
                     intake = tg.create_task(self._prepare_loop(mqtt, stop), name="hub.prepare")
-                    tg.create_task(self._commit_loop(mqtt, intake_done), name="hub.commit")
-                    tg.create_task(registry.listen(intake_done), name="hub.registry")
-                    tg.create_task(Scheduler(db, s, self.metrics).run(intake_done), name="hub.jobs")
-                    tg.create_task(self._gauges(mqtt, intake_done), name="hub.gauges")
+                    others = [
+                        tg.create_task(self._commit_loop(mqtt, intake_done), name="hub.commit"),
+                        tg.create_task(registry.listen(intake_done), name="hub.registry"),
+                        tg.create_task(Scheduler(db, s, self.metrics).run(intake_done), name="hub.jobs"),
+                        tg.create_task(self._gauges(mqtt, intake_done), name="hub.gauges"),
+                    ]
                     await stop.wait()
                     log.info("stopping: draining prepared batches")
                     intake.cancel()  # it may be waiting out a database outage
@@ -94,6 +96,10 @@ class Hub:
                     except TimeoutError:
                         log.warning("drain timed out; unacknowledged messages will be redelivered")
                     intake_done.set()
+                    # Whatever is still waiting on the database is abandoned: a batch that was
+                    # not acknowledged is redelivered on the next start and stored once.
+                    for task in others:
+                        task.cancel()
             self._mqtt = None
         log.info("hub stopped")
 

@@ -107,7 +107,7 @@ class Database:
             configure=self._configure,
             check=AsyncConnectionPool.check_connection,
             reconnect_timeout=24 * 3600,
-            timeout=10,
+            timeout=3,  # a write waits this long for a connection before the outage is reported
             kwargs={"application_name": name},
         )
         self._opened = False
@@ -122,7 +122,7 @@ class Database:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._pool.close(timeout=10)
+        await self._pool.close(timeout=5)
 
     @staticmethod
     async def _configure(conn: AsyncConnection[Any]) -> None:
