@@ -11,10 +11,17 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from devices import Registry
+    from hub import MosquittoServer, PostgresServer, Settings
+
+T = TypeVar("T")
 
 app = typer.Typer(help="ankang (安康): IoT hub for elderly care and fire safety.", no_args_is_help=True)
 devices_app = typer.Typer(help="Manage the device registry.", no_args_is_help=True)
@@ -35,7 +42,7 @@ def _logging(verbose: bool = False) -> None:
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
-def _settings() -> object:
+def _settings() -> Settings:
     from pydantic import ValidationError
 
     from hub.settings import Settings
@@ -47,7 +54,7 @@ def _settings() -> object:
         raise typer.Exit(2) from None
 
 
-def _run_until_signal(main: object) -> None:
+def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run ``main(stop)`` with SIGINT/SIGTERM setting ``stop``."""
 
     async def runner() -> None:
@@ -55,7 +62,7 @@ def _run_until_signal(main: object) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await main(stop)  # type: ignore[operator]
+        await main(stop)
 
     asyncio.run(runner())
 
@@ -70,10 +77,9 @@ def hub(
 ) -> None:
     """Run the hub: MQTT → validation → TimescaleDB, with rollups and retention."""
     _logging(verbose)
-    from hub import Hub, Settings
+    from hub import Hub
 
     settings = _settings()
-    assert isinstance(settings, Settings)  # noqa: S101
     if partition is not None:
         try:
             k, n = (int(x) for x in partition.split("/"))
@@ -92,11 +98,10 @@ def hub(
 def migrate_cmd() -> None:
     """Apply pending database migrations."""
     _logging()
-    from hub import Settings, migrate
+    from hub import migrate
     from hub.errors import StorageError
 
     settings = _settings()
-    assert isinstance(settings, Settings)  # noqa: S101
     try:
         applied = asyncio.run(migrate(settings.database_url))
     except StorageError as exc:
@@ -105,21 +110,19 @@ def migrate_cmd() -> None:
     typer.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
 
 
-async def _with_registry(action: object) -> object:
+async def _with_registry(action: Callable[[Registry], Awaitable[T]]) -> T:
     import psycopg
 
     from devices import Registry
-    from hub import Settings
 
     settings = _settings()
-    assert isinstance(settings, Settings)  # noqa: S101
     try:
         conn = await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True)
     except psycopg.OperationalError as exc:
         typer.echo(f"cannot connect to the database: {exc}", err=True)
         raise typer.Exit(1) from None
     async with conn:
-        return await action(Registry(conn))  # type: ignore[operator]
+        return await action(Registry(conn))
 
 
 @devices_app.command("add")
@@ -141,14 +144,22 @@ def devices_add(
 
     try:
         spec = DeviceSpec.model_validate(
-            {"id": device_id, "kind": kind, "facility": facility, "room": room, "bed": bed,
-             "resident": resident, "heartbeat_s": heartbeat_s, "placement": placement}
+            {
+                "id": device_id,
+                "kind": kind,
+                "facility": facility,
+                "room": room,
+                "bed": bed,
+                "resident": resident,
+                "heartbeat_s": heartbeat_s,
+                "placement": placement,
+            }
         )
     except ValidationError as exc:
         typer.echo("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), err=True)
         raise typer.Exit(2) from None
     try:
-        asyncio.run(_with_registry(lambda reg: reg.add(spec)))  # type: ignore[arg-type]
+        asyncio.run(_with_registry(lambda reg: reg.add(spec)))
     except RegistryError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
@@ -158,13 +169,9 @@ def devices_add(
 @devices_app.command("list")
 def devices_list() -> None:
     """List registered devices."""
-    from devices import Device
-
-    devices = asyncio.run(_with_registry(lambda reg: reg.devices()))  # type: ignore[arg-type]
-    assert isinstance(devices, list)  # noqa: S101
+    devices = asyncio.run(_with_registry(lambda reg: reg.devices()))
     typer.echo(f"{'id':<24} {'kind':<15} {'facility':<16} {'room':<8} {'bed':<8} {'resident':<10} hb_s")
     for d in devices:
-        assert isinstance(d, Device)  # noqa: S101
         typer.echo(
             f"{d.id:<24} {d.kind:<15} {d.facility_id:<16} {d.room_id or '-':<8} {d.bed_id or '-':<8} "
             f"{d.resident_id or '-':<10} {d.heartbeat_s}"
@@ -181,7 +188,7 @@ def devices_import(path: Annotated[Path, typer.Argument(metavar="FILE")]) -> Non
 
     try:
         spec = load_facility_file(path)
-        count = asyncio.run(_with_registry(lambda reg: reg.apply(spec)))  # type: ignore[arg-type]
+        count = asyncio.run(_with_registry(lambda reg: reg.apply(spec)))
     except RegistryError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
@@ -200,23 +207,23 @@ def _services_dir() -> Path:
     return Path.home() / ".local/state/ankang/services"
 
 
-def _services() -> tuple[object, object]:
+def _services() -> tuple[MosquittoServer, PostgresServer]:
     from hub import MosquittoServer, PostgresServer
 
     base = _services_dir()
     mqtt_port = int(os.environ.get("ANKANG_SERVICES_MQTT_PORT", "18830"))
     pg_port = int(os.environ.get("ANKANG_SERVICES_PG_PORT", "55432"))
-    return MosquittoServer(base / "mosquitto", port=mqtt_port), PostgresServer(base / "postgres", port=pg_port)
+    return MosquittoServer(base / "mosquitto", port=mqtt_port), PostgresServer(
+        base / "postgres", port=pg_port
+    )
 
 
 @services_app.command("up")
 def services_up() -> None:
     """Start Mosquitto and PostgreSQL/TimescaleDB (idempotent); print their URLs as exports."""
-    from hub import MosquittoServer, PostgresServer
     from hub.errors import ServiceError
 
     mqtt, pg = _services()
-    assert isinstance(mqtt, MosquittoServer) and isinstance(pg, PostgresServer)  # noqa: S101
     try:
         mqtt.start()
         pg.start()
@@ -230,10 +237,7 @@ def services_up() -> None:
 @services_app.command("down")
 def services_down() -> None:
     """Stop the project-owned services (their data is kept)."""
-    from hub import MosquittoServer, PostgresServer
-
     mqtt, pg = _services()
-    assert isinstance(mqtt, MosquittoServer) and isinstance(pg, PostgresServer)  # noqa: S101
     mqtt.stop()
     pg.stop()
     typer.echo("services stopped")
@@ -244,10 +248,9 @@ def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
     """Start Mosquitto and TimescaleDB, register a small care home, and run the hub."""
     _logging(verbose)
     from devices import load_facility_file
-    from hub import Hub, MosquittoServer, PostgresServer, Settings, migrate
+    from hub import Hub, Settings, migrate
 
     mqtt, pg = _services()
-    assert isinstance(mqtt, MosquittoServer) and isinstance(pg, PostgresServer)  # noqa: S101
     os.environ.setdefault("ANKANG_MQTT_URL", mqtt.url)
     os.environ.setdefault("ANKANG_DATABASE_URL", pg.url)
     settings = Settings()
@@ -258,18 +261,18 @@ def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
     asyncio.run(migrate(settings.database_url))
     facility = Path(__file__).with_name("demo_facility.yaml")
     spec = load_facility_file(facility)
-    asyncio.run(_with_registry(lambda reg: reg.apply(spec)))  # type: ignore[arg-type]
+    asyncio.run(_with_registry(lambda reg: reg.apply(spec)))
     typer.echo(f"MQTT broker:  {settings.mqtt_url}")
     typer.echo(f"Database:     {settings.database_url}")
     typer.echo(f"Ops endpoint: http://{settings.metrics_host}:{settings.metrics_port}/healthz")
     typer.echo(
         "Try: mosquitto_pub -V mqttv5 -p "
         f"{settings.mqtt.port} -q 1 -t ankang/v1/smoke-101/event "
-        """-m '{"ts": "2026-01-01T02:13:00+08:00", "seq": 1, "event": "test"}'"""
+        '-m "{\\"ts\\": $(date +%s%3N), \\"seq\\": 1, \\"event\\": \\"test\\"}"'
     )
     typer.echo("Ctrl-C stops the hub; `ankang services down` stops the services.")
     hub_ = Hub(settings)
-    _run_until_signal(lambda stop: hub_.run(stop))
+    _run_until_signal(hub_.run)
 
 
 def main() -> None:

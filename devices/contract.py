@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
@@ -90,6 +91,7 @@ METRIC_RANGES: Final[Mapping[str, tuple[float, float]]] = MappingProxyType(
 )
 _DEFAULT_RANGE: Final = (-1e9, 1e9)
 _BOOLEAN_METRICS: Final = frozenset({"smoke", "occupied", "contact", "water_leak", "motion"})
+_NUMBER_TYPES: Final = frozenset({int, float})
 
 MAX_ACC_G: Final = 64.0  # MEMS accelerometers saturate at 16 g or below; more is garbage
 MAX_GYRO_DPS: Final = 5000.0
@@ -278,7 +280,7 @@ def _telemetry(device_id: str, ts: datetime, seq: int, obj: dict[str, Any]) -> T
         if not metrics:
             raise _Invalid("telemetry carries neither metrics nor acc_g")
         return Telemetry(device_id, ts, seq, metrics)
-    if type(rate_raw) not in (int, float) or not math.isfinite(rate_raw):
+    if not isinstance(rate_raw, int | float) or isinstance(rate_raw, bool) or not math.isfinite(rate_raw):
         raise _Invalid("acc_g needs a numeric rate_hz")
     rate = float(rate_raw)
     if not MIN_RATE_HZ <= rate <= MAX_RATE_HZ:
@@ -325,12 +327,16 @@ def _samples(raw: object, name: str, limit: float) -> npt.NDArray[np.float32]:
         raise _Invalid(f"{name} must be a non-empty list of [x, y, z]")
     if len(raw) > MAX_SAMPLES:
         raise _Invalid(f"{name} has more than {MAX_SAMPLES} samples")
-    try:
-        arr = np.array(raw)
-    except (ValueError, TypeError):
-        raise _Invalid(f"{name} must be a list of [x, y, z] numbers") from None
-    if arr.ndim != 2 or arr.shape[1] != 3 or arr.dtype.kind not in "if":
+    # Checked in Python first: numpy would quietly turn true into 1 and "1.5" into 1.5.
+    for row in raw:
+        if type(row) is not list or len(row) != 3:
+            raise _Invalid(f"{name} must be a list of [x, y, z] numbers")
+    if not set(map(type, chain.from_iterable(raw))) <= _NUMBER_TYPES:
         raise _Invalid(f"{name} must be a list of [x, y, z] numbers")
+    try:
+        arr = np.array(raw, dtype=np.float64)
+    except OverflowError:
+        raise _Invalid(f"{name} has values beyond ±{limit:g}") from None
     peak = float(np.abs(arr).max())
     if not peak <= limit:  # also true for NaN, which compares false with everything
         raise _Invalid(f"{name} contains NaN, infinite or values beyond ±{limit:g}")

@@ -245,11 +245,11 @@ class Ingestor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max_s)
                 continue
-            except psycopg.Error as exc:
+            except psycopg.Error:
                 # Something in the batch that validation let through was refused by the
                 # database. Write message by message and quarantine what is refused, so that
                 # one bad message cannot block the stream.
-                log.error("batch refused by the database (%s); isolating the bad messages", exc)
+                log.exception("batch refused by the database; isolating the bad messages")
                 result = await self._commit_one_by_one(prepared)
             break
         if not self.database_ok:

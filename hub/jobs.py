@@ -9,6 +9,7 @@ several hub workers exactly one runs a job at a time, and records its outcome in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +33,9 @@ async def _locked(conn: AsyncConnection[Any], job: str) -> bool:
     return bool(row and row[0])
 
 
-async def _record(conn: AsyncConnection[Any], job: str, *, watermark: datetime | None, detail: dict[str, Any]) -> None:
+async def _record(
+    conn: AsyncConnection[Any], job: str, *, watermark: datetime | None, detail: dict[str, Any]
+) -> None:
     await conn.execute(
         """
         INSERT INTO jobs (name, watermark, last_run, last_ok, last_error, detail)
@@ -58,7 +61,9 @@ async def _record_failure(db: Database, job: str, error: str) -> None:
         log.warning("could not record the failure of job %s", job)
 
 
-async def run_rollups(db: Database, *, lateness: timedelta, now: datetime | None = None) -> dict[str, int] | None:
+async def run_rollups(
+    db: Database, *, lateness: timedelta, now: datetime | None = None
+) -> dict[str, int] | None:
     """Recompute hourly and daily buckets touched since the last run (minus ``lateness``).
 
     Buckets are aligned in each facility's time zone, and each touched bucket is recomputed
@@ -115,7 +120,11 @@ async def run_rollups(db: Database, *, lateness: timedelta, now: datetime | None
 
 
 async def run_retention(
-    db: Database, retention: dict[str, timedelta], *, rollups: timedelta | None = None, now: datetime | None = None
+    db: Database,
+    retention: dict[str, timedelta],
+    *,
+    rollups: timedelta | None = None,
+    now: datetime | None = None,
 ) -> dict[str, int] | None:
     """Drop data older than each table's retention: whole chunks on TimescaleDB.
 
@@ -142,7 +151,9 @@ async def run_retention(
             else:
                 time_col = "received_at" if table == "quarantine" else "ts"
                 cur = await conn.execute(
-                    sql.SQL("DELETE FROM {} WHERE {} < %s").format(sql.Identifier(table), sql.Identifier(time_col)),
+                    sql.SQL("DELETE FROM {} WHERE {} < %s").format(
+                        sql.Identifier(table), sql.Identifier(time_col)
+                    ),
                     (cutoff,),
                 )
                 removed[table] = cur.rowcount
@@ -184,10 +195,8 @@ class Scheduler:
                     ),
                 )
                 next_retention = now + s.retention_interval_s
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.1, min(next_rollup, next_retention) - loop.time()))
-            except TimeoutError:
-                pass
 
     async def _guarded(self, job: str, run: Any) -> None:
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -150,6 +151,10 @@ class PostgresServer:
     timescaledb: bool = True
     database: str = "ankang"
 
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.database):
+            raise ServiceError(f"database name {self.database!r} must be a plain lower-case identifier")
+
     @property
     def url(self) -> str:
         return f"postgresql://{self._user}@127.0.0.1:{self.port}/{self.database}"
@@ -167,7 +172,9 @@ class PostgresServer:
             args = ["runuser", "-u", "postgres", "--", *args]
         proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
         if proc.returncode != 0:
-            raise ServiceError(f"{Path(args[0]).name if os.getuid() else args[3]} failed: {proc.stderr.strip()}")
+            raise ServiceError(
+                f"{Path(args[0]).name if os.getuid() else args[3]} failed: {proc.stderr.strip()}"
+            )
         return proc
 
     def _prepare_directory(self) -> None:
@@ -188,8 +195,16 @@ class PostgresServer:
             return
         self._prepare_directory()
         self._run(
-            [str(PG_BIN / "initdb"), "-D", str(self._data), "-U", self._user, "--auth=trust",
-             "--encoding=UTF8", "--locale=C.UTF-8"],
+            [
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self._data),
+                "-U",
+                self._user,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            ],
             timeout=120,
         )
         settings = [
@@ -220,16 +235,38 @@ class PostgresServer:
         self.init()
         if not self.running():
             self._run(
-                [str(PG_BIN / "pg_ctl"), "-D", str(self._data), "-l", str(self.directory / "postgres.log"),
-                 "-o", f"-p {self.port}", "-w", "-t", str(int(timeout)), "start"],
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(self._data),
+                    "-l",
+                    str(self.directory / "postgres.log"),
+                    "-o",
+                    f"-p {self.port}",
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "start",
+                ],
                 timeout=timeout + 5,
             )
         self._create_database()
 
     def _create_database(self) -> None:
-        psql = [str(PG_BIN / "psql"), "-h", str(self.directory), "-p", str(self.port), "-U", self._user,
-                "-d", "postgres", "-Atqc"]
-        exists = self._run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"])
+        psql = [
+            str(PG_BIN / "psql"),
+            "-h",
+            str(self.directory),
+            "-p",
+            str(self.port),
+            "-U",
+            self._user,
+            "-d",
+            "postgres",
+            "-Atqc",
+        ]
+        # the name is checked against a plain identifier pattern in __post_init__
+        exists = self._run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"])  # noqa: S608
         if exists.stdout.strip() != "1":
             self._run([*psql, f'CREATE DATABASE "{self.database}"'])
 
@@ -237,7 +274,17 @@ class PostgresServer:
         if not self.running():
             return
         self._run(
-            [str(PG_BIN / "pg_ctl"), "-D", str(self._data), "-m", mode, "-w", "-t", str(int(timeout)), "stop"],
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self._data),
+                "-m",
+                mode,
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "stop",
+            ],
             timeout=timeout + 5,
         )
 

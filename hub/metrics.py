@@ -33,7 +33,9 @@ class HubMetrics:
             "ankang_quarantine", "Messages quarantined, by kind of reason", ["kind"], registry=r
         )
         self.samples = Counter("ankang_ingest_samples", "Waveform samples stored", registry=r)
-        self.gaps = Counter("ankang_seq_gaps", "Sequence numbers skipped by devices (lost upstream)", registry=r)
+        self.gaps = Counter(
+            "ankang_seq_gaps", "Sequence numbers skipped by devices (lost upstream)", registry=r
+        )
         self.lag = Histogram(
             "ankang_ingest_lag_seconds",
             "From the hub receiving a message to its commit",
@@ -52,7 +54,9 @@ class HubMetrics:
             buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000, 20000),
             registry=r,
         )
-        self.queue_depth = Gauge("ankang_ingest_queue_depth", "Messages received, not yet committed", registry=r)
+        self.queue_depth = Gauge(
+            "ankang_ingest_queue_depth", "Messages received, not yet committed", registry=r
+        )
         self.db_up = Gauge("ankang_database_up", "1 while the database accepts writes", registry=r)
         self.mqtt_up = Gauge("ankang_mqtt_connected", "1 while connected to the broker", registry=r)
         self.job_runs = Counter("ankang_job_runs", "Scheduled job runs", ["job", "result"], registry=r)
@@ -79,14 +83,16 @@ class HubMetrics:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
 class OpsServer:
     """Serves /healthz (JSON, 200 or 503) and /metrics (Prometheus) from a thread."""
 
-    def __init__(self, host: str, port: int, metrics: HubMetrics, health: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self, host: str, port: int, metrics: HubMetrics, health: Callable[[], dict[str, Any]]
+    ) -> None:
         self._host = host
         self._port = port
         self._metrics_app = make_wsgi_app(metrics.registry)

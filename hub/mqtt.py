@@ -15,6 +15,7 @@ something else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import threading
@@ -114,7 +115,7 @@ class MqttSession:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self._session_expiry_s
         props.ReceiveMaximum = self._receive_maximum
         client.connect_async(
@@ -188,17 +189,15 @@ class MqttSession:
         try:
             topic = msg.topic
         except UnicodeDecodeError:
-            topic = msg._topic.decode("utf-8", "replace")  # noqa: SLF001 - paho offers no other way
+            topic = msg._topic.decode("utf-8", "replace")
         self._buffer.append(
             Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, time.time(), self._generation)
         )
         if not self._wake_pending:
             self._wake_pending = True
             assert self._loop is not None  # noqa: S101
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
                 self._loop.call_soon_threadsafe(self._wake)
-            except RuntimeError:  # the loop closed during shutdown
-                pass
 
     # -- asyncio side ------------------------------------------------------------------
 

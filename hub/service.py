@@ -78,7 +78,9 @@ class Hub:
             )
             async with OpsServer(s.metrics_host, s.metrics_port, self.metrics, self.health), session as mqtt:
                 self._mqtt = mqtt
-                log.info("hub %s running (partition %d of %d)", self.client_id(), s.hub_partition, s.hub_partitions)
+                log.info(
+                    "hub %s running (partition %d of %d)", self.client_id(), s.hub_partition, s.hub_partitions
+                )
                 intake_done = asyncio.Event()
                 async with asyncio.TaskGroup() as tg:
                     intake = tg.create_task(self._prepare_loop(mqtt, stop), name="hub.prepare")
@@ -147,4 +149,4 @@ class Hub:
                 await asyncio.wait_for(done.wait(), 1.0)
 
     def _pending_batches(self) -> list[Prepared]:
-        return [p for p in list(self._queue._queue) if p is not None]  # type: ignore[attr-defined]  # noqa: SLF001
+        return [p for p in list(self._queue._queue) if p is not None]  # type: ignore[attr-defined]

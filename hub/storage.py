@@ -189,9 +189,7 @@ class StorageUnavailable(StorageError):
 async def _copy(
     conn: AsyncConnection[Any], table: str, columns: str, types: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier(table), sql.SQL(columns)
-    )
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(table), sql.SQL(columns))
     async with conn.cursor() as cur, cur.copy(stmt) as copy:
         copy.set_types(list(types))
         for row in rows:
@@ -209,7 +207,7 @@ async def _write(conn: AsyncConnection[Any], batch: StoreBatch) -> WriteResult:
                     if not rows:
                         continue
                     columns, types, keep = _direct_columns(table)
-                    if len(keep) != len(types) or table == "readings":
+                    if table == "readings":
                         rows = [tuple(r[i] for i in keep) for r in rows]
                     await _copy(conn, table, columns, types, rows)
         except errors.UniqueViolation:
@@ -248,14 +246,16 @@ async def _write_staged(conn: AsyncConnection[Any], batch: StoreBatch) -> int:
             RETURNING device_id, ts, seq
         ), r AS (
             INSERT INTO readings (device_id, ts, metric, value)
-            SELECT s.device_id, s.ts, s.metric, s.value FROM stage_readings s JOIN new USING (device_id, ts, seq)
+            SELECT s.device_id, s.ts, s.metric, s.value
+            FROM stage_readings s JOIN new USING (device_id, ts, seq)
         ), w AS (
             INSERT INTO waveforms (device_id, ts, seq, rate_hz, n, acc, gyro)
             SELECT s.device_id, s.ts, s.seq, s.rate_hz, s.n, s.acc, s.gyro
             FROM stage_waveforms s JOIN new USING (device_id, ts, seq)
         ), e AS (
             INSERT INTO events (device_id, ts, seq, event, detail)
-            SELECT s.device_id, s.ts, s.seq, s.event, s.detail FROM stage_events s JOIN new USING (device_id, ts, seq)
+            SELECT s.device_id, s.ts, s.seq, s.event, s.detail
+            FROM stage_events s JOIN new USING (device_id, ts, seq)
         ), st AS (
             INSERT INTO statuses (device_id, ts, seq, state, fw, heartbeat_s)
             SELECT s.device_id, s.ts, s.seq, s.state, s.fw, s.heartbeat_s

@@ -104,10 +104,16 @@ def hub_factory(broker: MosquittoServer) -> Iterator[object]:
         proc.stop()
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run(
-        [sys.executable, "-m", "api.cli", *args], capture_output=True, text=True, env=full_env, timeout=120,
+        [sys.executable, "-m", "api.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
         check=False,
     )
     if check and proc.returncode != 0:

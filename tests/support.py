@@ -46,12 +46,12 @@ def rows(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, 
         return conn.execute(query, params or None).fetchall()  # type: ignore[arg-type]
 
 
-def register(url: str, devices: list[tuple[str, str]], facility: str = "fac-1", tz: str = "Asia/Shanghai") -> None:
+def register(
+    url: str, devices: list[tuple[str, str]], facility: str = "fac-1", tz: str = "Asia/Shanghai"
+) -> None:
     """Register (device_id, kind) pairs in one facility, straight through the registry SQL."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO facilities (id, tz) VALUES (%s, %s) ON CONFLICT DO NOTHING", (facility, tz)
-        )
+        conn.execute("INSERT INTO facilities (id, tz) VALUES (%s, %s) ON CONFLICT DO NOTHING", (facility, tz))
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO devices (id, kind, facility_id, heartbeat_s) VALUES (%s, %s, %s, 60)"

@@ -32,7 +32,9 @@ def test_messages_arrive_exactly_once(broker, database, hub_factory):
     assert scalar(database, "SELECT count(*) FROM readings WHERE metric IN ('temp_c', 'co_ppm')") == 400
     assert scalar(database, "SELECT count(*) FROM readings WHERE metric = 'hr_bpm'") == 200
     assert rows(database, "SELECT device_id, event FROM events") == [("s0", "smoke_alarm")]
-    assert rows(database, "SELECT device_id, state, fw, heartbeat_s FROM statuses") == [("s1", "online", "1.2.3", 600)]
+    assert rows(database, "SELECT device_id, state, fw, heartbeat_s FROM statuses") == [
+        ("s1", "online", "1.2.3", 600)
+    ]
     assert scalar(database, "SELECT count(*) FROM quarantine") == 0
     # the raw samples round-trip exactly (float32 little-endian, n x 3)
     acc = scalar(database, "SELECT acc FROM waveforms WHERE device_id = 'w0' AND seq = 1")
@@ -65,7 +67,9 @@ def test_bad_input_is_quarantined_with_reasons_and_good_input_still_flows(broker
     pub.wait_all()
     wait_until(lambda: scalar(database, "SELECT count(*) FROM quarantine") >= 6, 20, "quarantine records")
     wait_until(lambda: scalar(database, "SELECT count(*) FROM messages") == 1, 20, "the good message")
-    reasons = dict(rows(database, "SELECT topic || ' ' || convert_from(payload, 'UTF8'), reason FROM quarantine"))
+    reasons = dict(
+        rows(database, "SELECT topic || ' ' || convert_from(payload, 'UTF8'), reason FROM quarantine")
+    )
     text = "\n".join(reasons.values())
     assert "malformed JSON" in text
     assert "seq must be an integer" in text
@@ -130,7 +134,11 @@ def test_conflict_not_foreseen_falls_back_to_staged_insert(broker, database, hub
     pub.publish("ankang/v1/d1/telemetry", telemetry(6, t + 11_000, hr_bpm=62.0))
     pub.wait_all()
     wait_until(lambda: scalar(database, "SELECT count(*) FROM messages") == 3, 20, "3 messages")
-    assert rows(database, "SELECT seq, count(*) FROM messages GROUP BY 1 ORDER BY 1") == [(3, 1), (5, 1), (6, 1)]
+    assert rows(database, "SELECT seq, count(*) FROM messages GROUP BY 1 ORDER BY 1") == [
+        (3, 1),
+        (5, 1),
+        (6, 1),
+    ]
     # only the new message's reading was written
     assert rows(database, "SELECT value FROM readings") == [(62.0,)]
     assert hub.metric("ankang_ingest_messages_total", outcome="redelivered") == 1
@@ -143,12 +151,20 @@ def test_registry_changes_reach_a_running_hub(broker, database, hub_factory):
     t = now_ms() - 10_000
     pub.publish("ankang/v1/late-1/telemetry", telemetry(1, t))
     pub.wait_all()
-    wait_until(lambda: scalar(database, "SELECT count(*) FROM quarantine") == 1, 20, "quarantined unknown device")
+    wait_until(
+        lambda: scalar(database, "SELECT count(*) FROM quarantine") == 1, 20, "quarantined unknown device"
+    )
     register(database, [("late-1", "water_leak")])
     # the negative cache lasts a few seconds; after the NOTIFY the device is known at once
     wait_until(
-        lambda: (pub.publish("ankang/v1/late-1/telemetry", telemetry(2 + int(now_ms() % 1_000_000), now_ms())),
-                 pub.wait_all(), scalar(database, "SELECT count(*) FROM messages"))[-1] >= 1,
+        lambda: (
+            (
+                pub.publish("ankang/v1/late-1/telemetry", telemetry(2 + int(now_ms() % 1_000_000), now_ms())),
+                pub.wait_all(),
+                scalar(database, "SELECT count(*) FROM messages"),
+            )[-1]
+            >= 1
+        ),
         20,
         "messages from the newly registered device",
         interval=0.5,
