@@ -158,6 +158,8 @@ class Ingestor:
         self._partitions = partitions
         self._retry_max_s = retry_max_s
         self._positions: dict[str, tuple[int, datetime]] = {}
+        # keys accepted into batches that are prepared but not yet committed
+        self._inflight: set[Key] = set()
         self.database_ok = True
 
     def owns(self, topic: str) -> bool:
@@ -193,7 +195,8 @@ class Ingestor:
                 quarantined.append((raw, f"unknown device {msg.device_id}", msg.device_id))
                 continue
             key = (msg.device_id, msg.ts, msg.seq)
-            if key in in_batch:  # the broker delivered it twice within one batch
+            if key in in_batch or key in self._inflight:
+                # delivered again while the first copy is in this batch or one not yet committed
                 redelivered += 1
                 continue
             verdict = classify(msg.seq, msg.ts, positions.get(msg.device_id))
@@ -206,6 +209,7 @@ class Ingestor:
                 suspects.append((raw, msg, verdict.reason))
             else:
                 quarantined.append((raw, verdict.reason, msg.device_id))
+        self._inflight.update(in_batch)
         if suspects:
             keys = [(m.device_id, m.ts, m.seq) for _, m, _ in suspects]
             stored = await self._retrying(lambda: self._db.existing(keys))
@@ -230,6 +234,12 @@ class Ingestor:
         Returns None only if ``stop`` was set before the batch could be written; the caller
         must then not acknowledge it (the broker will redeliver it).
         """
+        try:
+            return await self._commit(prepared, stop)
+        finally:
+            self._inflight.difference_update((m.device_id, m.ts, m.seq) for _, m in prepared.accepted)
+
+    async def _commit(self, prepared: Prepared, stop: asyncio.Event | None) -> WriteResult | None:
         batch = prepared.store_batch(self._partition)
         delay = 0.1
         while True:
