@@ -15,6 +15,10 @@ Sequence rules per device, against the newest stored (seq, ts):
 - ``seq == last`` with a newer ``ts``: a duplicate sequence number; quarantined;
 - otherwise (not newer in either): a redelivery if that exact (device, ts, seq) is stored,
   dropped silently; if not, a late, out-of-order message; quarantined.
+
+A status ``offline`` is exempt: it is usually the device's last will, composed when it
+connected, and the broker delivers it long after. It is stored without moving the
+device's position (a will delivered twice is dropped by the unique key).
 """
 
 from __future__ import annotations
@@ -200,6 +204,12 @@ class Ingestor:
                 redelivered += 1
                 continue
             verdict = classify(msg.seq, msg.ts, positions.get(msg.device_id))
+            if not verdict.accept and isinstance(msg, Status) and msg.state == "offline":
+                # A last will was composed when the device connected, so its seq and ts are
+                # old by the time the broker sends it. It is news all the same.
+                accepted.append((raw, msg))
+                in_batch.add(key)
+                continue
             if verdict.accept:
                 accepted.append((raw, msg))
                 in_batch.add(key)

@@ -171,3 +171,22 @@ def test_registry_changes_reach_a_running_hub(broker, database, hub_factory):
     )
     assert hub.alive()
     pub.close()
+
+
+def test_a_stale_last_will_is_still_stored(broker, database, hub_factory):
+    register(database, [("d1", "door_contact")])
+    hub_factory(database)
+    pub = Publisher(broker.url)
+    t = now_ms() - 100_000
+    will = orjson.dumps({"ts": t, "seq": 0, "state": "offline"})  # composed at connect time
+    pub.publish("ankang/v1/d1/status", orjson.dumps({"ts": t, "seq": 1, "state": "online"}))
+    pub.publish("ankang/v1/d1/telemetry", telemetry(2, t + 60_000, contact=1))
+    pub.wait_all()
+    pub.publish("ankang/v1/d1/status", will)
+    pub.publish("ankang/v1/d1/status", will)  # retained and delivered again
+    pub.publish("ankang/v1/d1/telemetry", telemetry(3, t + 90_000, contact=0))
+    pub.wait_all()
+    wait_until(lambda: scalar(database, "SELECT count(*) FROM messages") == 4, 20, "4 messages")
+    assert rows(database, "SELECT seq, state FROM statuses ORDER BY seq") == [(0, "offline"), (1, "online")]
+    assert scalar(database, "SELECT count(*) FROM quarantine") == 0
+    pub.close()
