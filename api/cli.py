@@ -361,6 +361,148 @@ def simulate(
     )
 
 
+bench_app = typer.Typer(
+    help="Benchmarks (figures for docs/benchmarks.md, never timed tests).", no_args_is_help=True
+)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    devices: Annotated[int, typer.Option(help="Wearables per phase.")] = 5000,
+    rate: Annotated[float, typer.Option(help="Messages/s in the sustained phase.")] = 5000.0,
+    duration: Annotated[float, typer.Option(help="Seconds of each live phase.")] = 60.0,
+    drain_messages: Annotated[
+        int, typer.Option(help="Backlog drained by the hub and by the bare pipe.")
+    ] = 100_000,
+    lag_fraction: Annotated[
+        float, typer.Option(help="Lag phase rate, as a fraction of the hub's drain rate.")
+    ] = 0.8,
+    connections: Annotated[int, typer.Option(help="Load generator MQTT connections.")] = 4,
+    phases: Annotated[str, typer.Option(help="Comma-separated: bare-drain,hub-drain,sustained,lag")] = (
+        "bare-drain,hub-drain,sustained,lag"
+    ),
+    inject_loss: Annotated[
+        int, typer.Option(help="Messages the generator skips but counts (checks accounting).")
+    ] = 0,
+    inject_duplicates: Annotated[int, typer.Option(help="Messages the generator sends twice.")] = 0,
+    use_configured: Annotated[
+        bool, typer.Option(help="Use ANKANG_MQTT_URL/ANKANG_DATABASE_URL instead of fresh services.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Measure ingest: hub vs the bare pipe, sustained rate, lag, loss and duplicates."""
+    import orjson
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from api.bench import BenchConfig, IngestBench
+
+    chosen = tuple(p.strip() for p in phases.split(",") if p.strip())
+    unknown = set(chosen) - {"bare-drain", "hub-drain", "sustained", "lag"}
+    if unknown:
+        typer.echo(f"unknown phases: {', '.join(sorted(unknown))}", err=True)
+        raise typer.Exit(2)
+    cfg = BenchConfig(
+        devices=devices,
+        rate=rate,
+        duration_s=duration,
+        drain_messages=drain_messages,
+        lag_fraction=lag_fraction,
+        connections=connections,
+        inject_loss=inject_loss,
+        inject_duplicates=inject_duplicates,
+        phases=chosen,
+    )
+    if use_configured:
+        settings = _settings()
+        cfg.mqtt_url, cfg.database_url = settings.mqtt_url, settings.database_url
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+    with Progress(
+        TextColumn("[bold]{task.fields[phase]:<11}"),
+        BarColumn(),
+        TextColumn("sent {task.fields[sent]:>8}"),
+        TextColumn("acked {task.fields[acked]:>8}"),
+        TextColumn("stored {task.completed:>8.0f}"),
+        console=console,
+        transient=False,
+    ) as bar:
+        tasks: dict[str, object] = {}
+
+        def progress(phase: str, sent: int, acked: int, stored: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=None, phase=phase, sent=0, acked=0)
+            bar.update(tasks[phase], completed=stored, sent=sent, acked=acked)  # type: ignore[arg-type]
+
+        with IngestBench(cfg, progress) as bench:
+            summary = bench.run()
+    if as_json:
+        typer.echo(orjson.dumps(summary).decode())
+        return
+    _print_bench(console, summary)
+
+
+def _print_bench(console: object, summary: dict[str, object]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    assert isinstance(console, Console)  # noqa: S101
+    table = Table(title="ankang bench ingest")
+    for col in (
+        "phase",
+        "msgs",
+        "stored",
+        "lost",
+        "dup",
+        "rate msg/s",
+        "target",
+        "p50 lag s",
+        "p99 lag s",
+        "consumer CPU s",
+        "broker CPU s",
+        "postgres CPU s",
+        "generator CPU s",
+        "RSS MB",
+    ):
+        table.add_column(col, justify="right")
+    phases = summary["phases"]
+    assert isinstance(phases, dict)  # noqa: S101
+    for name, p in phases.items():
+        cpu = p["cpu_s"]
+        table.add_row(
+            name,
+            str(p["messages"]),
+            str(p["stored"]),
+            str(p["lost"]),
+            str(p["duplicated"]),
+            f"{p['rate']:.0f}",
+            f"{p['target_rate']:.0f}" if p["target_rate"] else "max",
+            f"{p['p50_lag_s']:.3f}" if p["p50_lag_s"] is not None else "-",
+            f"{p['p99_lag_s']:.3f}" if p["p99_lag_s"] is not None else "-",
+            f"{cpu.get('consumer', 0):.1f}",
+            f"{cpu.get('mosquitto', 0):.1f}",
+            f"{cpu.get('postgres', 0):.1f}",
+            f"{cpu.get('load generator', 0):.1f}" if "load generator" in cpu else "-",
+            f"{p['consumer_peak_rss_mb']:.0f}",
+        )
+    console.print(table)
+    for name, p in phases.items():
+        stages = p["stages_s"]
+        if stages:
+            total = sum(stages.values()) or 1.0
+            parts = ", ".join(
+                f"{k} {v:.2f} s ({100 * v / total:.0f}%)"
+                for k, v in sorted(stages.items(), key=lambda kv: -kv[1])
+            )
+            console.print(f"hub stages in {name}: {parts}")
+    console.print(
+        f"hub {summary['msgs_per_s']} msg/s ({summary['samples_per_s']} samples/s), bare pipe "
+        f"{summary['bare_msgs_per_s']} msg/s, ratio {summary['ratio']}; lost {summary['lost']}, "
+        f"duplicated {summary['duplicated']}; "
+        f"p99 lag {summary['p99_lag_s']} s at {summary['lag_at_rate']} msg/s"
+    )
+
+
 def main() -> None:
     app()
 

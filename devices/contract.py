@@ -222,7 +222,7 @@ def _decode(topic: str, payload: bytes, now: datetime) -> Message:
     if not 0 <= seq <= _MAX_SEQ:
         raise _Invalid("seq out of range")
     if channel == "telemetry":
-        return _telemetry(device_id, ts, seq, obj)
+        return _telemetry(device_id, ts, seq, obj, b"true" in payload or b"false" in payload)
     if channel == "event":
         return _event(device_id, ts, seq, obj)
     return _status(device_id, ts, seq, obj)
@@ -268,7 +268,9 @@ _EVENT_KEYS: Final = frozenset({"ts", "seq", "event", "detail"})
 _STATUS_KEYS: Final = frozenset({"ts", "seq", "state", "fw", "heartbeat_s"})
 
 
-def _telemetry(device_id: str, ts: datetime, seq: int, obj: dict[str, Any]) -> Telemetry:
+def _telemetry(
+    device_id: str, ts: datetime, seq: int, obj: dict[str, Any], may_have_bools: bool
+) -> Telemetry:
     _check_keys(obj, _TELEMETRY_KEYS)
     metrics = _metrics(obj.get("metrics"))
     acc_raw = obj.get("acc_g")
@@ -285,10 +287,10 @@ def _telemetry(device_id: str, ts: datetime, seq: int, obj: dict[str, Any]) -> T
     rate = float(rate_raw)
     if not MIN_RATE_HZ <= rate <= MAX_RATE_HZ:
         raise _Invalid(f"rate_hz {rate:g} outside {MIN_RATE_HZ:g}..{MAX_RATE_HZ:g}")
-    acc = _samples(acc_raw, "acc_g", MAX_ACC_G)
+    acc = _samples(acc_raw, "acc_g", MAX_ACC_G, may_have_bools)
     gyro = None
     if gyro_raw is not None:
-        gyro = _samples(gyro_raw, "gyro_dps", MAX_GYRO_DPS)
+        gyro = _samples(gyro_raw, "gyro_dps", MAX_GYRO_DPS, may_have_bools)
         if gyro.shape != acc.shape:
             raise _Invalid("gyro_dps must have as many samples as acc_g")
     return Telemetry(device_id, ts, seq, metrics, rate, acc, gyro)
@@ -322,21 +324,21 @@ def _metrics(raw: object) -> Mapping[str, float]:
     return MappingProxyType(out)
 
 
-def _samples(raw: object, name: str, limit: float) -> npt.NDArray[np.float32]:
+def _samples(raw: object, name: str, limit: float, may_have_bools: bool) -> npt.NDArray[np.float32]:
     if not isinstance(raw, list) or not raw:
         raise _Invalid(f"{name} must be a non-empty list of [x, y, z]")
     if len(raw) > MAX_SAMPLES:
         raise _Invalid(f"{name} has more than {MAX_SAMPLES} samples")
-    # Checked in Python first: numpy would quietly turn true into 1 and "1.5" into 1.5.
-    for row in raw:
-        if type(row) is not list or len(row) != 3:
-            raise _Invalid(f"{name} must be a list of [x, y, z] numbers")
-    if not set(map(type, chain.from_iterable(raw))) <= _NUMBER_TYPES:
-        raise _Invalid(f"{name} must be a list of [x, y, z] numbers")
     try:
-        arr = np.array(raw, dtype=np.float64)
-    except OverflowError:
-        raise _Invalid(f"{name} has values beyond ±{limit:g}") from None
+        arr = np.array(raw)  # ragged rows raise; strings, nulls and objects give a non-numeric dtype
+    except (ValueError, TypeError, OverflowError):
+        raise _Invalid(f"{name} must be a list of [x, y, z] numbers") from None
+    if arr.ndim != 2 or arr.shape[1] != 3 or arr.dtype.kind not in "if":
+        raise _Invalid(f"{name} must be a list of [x, y, z] numbers")
+    if may_have_bools and not set(map(type, chain.from_iterable(raw))) <= _NUMBER_TYPES:
+        # numpy quietly turns true into 1 when it is mixed with numbers; only a payload that
+        # contains a JSON boolean somewhere pays for this exact check
+        raise _Invalid(f"{name} must be a list of [x, y, z] numbers")
     peak = float(np.abs(arr).max())
     if not peak <= limit:  # also true for NaN, which compares false with everything
         raise _Invalid(f"{name} contains NaN, infinite or values beyond ±{limit:g}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -174,7 +175,10 @@ class Ingestor:
 
     async def prepare(self, inbound: list[Inbound]) -> Prepared:
         owned = [m for m in inbound if self.owns(m.topic)] if self._partitions > 1 else inbound
+        started = time.perf_counter()
         decoded = await asyncio.to_thread(_decode_all, owned) if owned else []
+        decoded_at = time.perf_counter()
+        self._metrics.stage_seconds.labels("decode").inc(decoded_at - started)
         quarantined: list[tuple[Inbound, str, str | None]] = []
         candidates: list[tuple[Inbound, Message]] = []
         for raw, result in zip(owned, decoded, strict=True):
@@ -228,6 +232,7 @@ class Ingestor:
                     redelivered += 1
                 else:
                     quarantined.append((raw, reason, msg.device_id))
+        self._metrics.stage_seconds.labels("classify").inc(time.perf_counter() - decoded_at)
         return Prepared(
             inbound=inbound,
             accepted=accepted,
@@ -250,7 +255,10 @@ class Ingestor:
             self._inflight.difference_update((m.device_id, m.ts, m.seq) for _, m in prepared.accepted)
 
     async def _commit(self, prepared: Prepared, stop: asyncio.Event | None) -> WriteResult | None:
+        started = time.perf_counter()
         batch = prepared.store_batch(self._partition)
+        self._metrics.stage_seconds.labels("rows").inc(time.perf_counter() - started)
+        started = time.perf_counter()
         delay = 0.1
         while True:
             try:
@@ -272,6 +280,7 @@ class Ingestor:
                 log.exception("batch refused by the database; isolating the bad messages")
                 result = await self._commit_one_by_one(prepared)
             break
+        self._metrics.stage_seconds.labels("write").inc(time.perf_counter() - started)
         if not self.database_ok:
             log.info("database is back")
         self.database_ok = True

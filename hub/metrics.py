@@ -60,6 +60,12 @@ class HubMetrics:
         self.db_up = Gauge("ankang_database_up", "1 while the database accepts writes", registry=r)
         self.mqtt_up = Gauge("ankang_mqtt_connected", "1 while connected to the broker", registry=r)
         self.job_runs = Counter("ankang_job_runs", "Scheduled job runs", ["job", "result"], registry=r)
+        self.stage_seconds = Counter(
+            "ankang_stage_seconds",
+            "Time spent in each ingest stage (decode runs in a worker thread)",
+            ["stage"],
+            registry=r,
+        )
         self.db_up.set(1)
 
     def record(self, prepared: Prepared, result: WriteResult) -> None:

@@ -1,7 +1,8 @@
 """The hub's cached view of the device registry.
 
 All registered devices are loaded at start. Registry writes send ``NOTIFY
-ankang_registry`` with the device id, and the cache reloads that device. A message from an
+ankang_registry`` with the device id, and the cache reloads that device; an empty payload,
+sent after bulk changes, reloads everything. A message from an
 id that is not cached triggers one database look-up; ids that are still unknown are
 remembered for a few seconds, so that a flood from an unregistered device costs one query
 per few seconds rather than one per message.
@@ -78,6 +79,10 @@ class RegistryCache:
                     await self.load_all()
                     while not stop.is_set():
                         async for note in conn.notifies(timeout=1.0):
+                            if not note.payload:  # a bulk change: reload everything
+                                self._unknown_until.clear()
+                                await self.load_all()
+                                continue
                             self._unknown_until.pop(note.payload, None)
                             self._devices.pop(note.payload, None)
                             await self.resolve([note.payload])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from hub.ingest import Ingestor, Prepared
@@ -137,7 +138,9 @@ class Hub:
                     return
                 result = await self._ingestor.commit(prepared, done)
                 if result is not None:
+                    started = time.perf_counter()
                     mqtt.ack(prepared.inbound)
+                    self.metrics.stage_seconds.labels("ack").inc(time.perf_counter() - started)
             finally:
                 self._queue.task_done()
 
