@@ -442,6 +442,45 @@ def bench_ingest(
     _print_bench(console, summary)
 
 
+@bench_app.command("devices")
+def bench_devices(
+    devices: Annotated[int, typer.Option(help="Simulated devices, one MQTT connection each.")] = 10_000,
+    duration: Annotated[float, typer.Option(help="Seconds of simulated (and wall) time.")] = 60.0,
+    use_configured: Annotated[
+        bool, typer.Option(help="Use ANKANG_MQTT_URL/ANKANG_DATABASE_URL instead of fresh services.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Connect many devices at their real rates; report delivery and the hub's memory per 1,000 devices."""
+    import orjson
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from api.bench import run_devices_bench
+
+    mqtt_url = database_url = None
+    if use_configured:
+        settings = _settings()
+        mqtt_url, database_url = settings.mqtt_url, settings.database_url
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    with Progress(
+        TextColumn("[bold]devices"), BarColumn(), TextColumn("{task.fields[msgs]} msgs"), console=console
+    ) as bar:
+        task = bar.add_task("devices", total=duration, msgs=0)
+        summary = run_devices_bench(
+            devices,
+            duration,
+            mqtt_url=mqtt_url,
+            database_url=database_url,
+            progress=lambda t, n: bar.update(task, completed=t, msgs=n),
+        )
+    if as_json:
+        typer.echo(orjson.dumps(summary).decode())
+        return
+    for key, value in summary.items():
+        console.print(f"{key:<40} {value}")
+
+
 def _print_bench(console: object, summary: dict[str, object]) -> None:
     from rich.console import Console
     from rich.table import Table
