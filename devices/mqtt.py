@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -16,7 +18,8 @@ class BufferedClient(paho.Client):
 
     Stock paho reads a packet's fixed header one byte per ``recv`` and handles one packet
     per ``select``; profiling the hub showed that loop as its largest cost. This subclass
-    overrides two of paho's socket hooks (``_sock_recv``, ``loop_read``) and nothing else.
+    overrides two of paho's socket hooks (``_sock_recv``, ``loop_read``) and adds
+    ``ack_many``.
     """
 
     _READ_CHUNK = 65536
@@ -52,3 +55,18 @@ class BufferedClient(paho.Client):
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
             if rc > 0:
                 return self._loop_rc_handle(rc)
+
+    def ack_many(self, mids: Sequence[int]) -> None:
+        """Acknowledge QoS 1 messages (``manual_ack``) with one write for the lot.
+
+        ``ack`` queues one PUBACK at a time and wakes paho's network thread for each. Here
+        the PUBACKs (MQTT 5 §3.4: fixed header, remaining length 2, packet id; reason code
+        omitted for success) go out as one buffer through paho's own queue.
+        """
+        if not mids:
+            return
+        packet = b"".join([_PUBACK.pack(paho.PUBACK, 2, mid) for mid in mids])
+        self._packet_queue(paho.PUBACK, packet, 0, 1)
+
+
+_PUBACK = struct.Struct("!BBH")

@@ -235,10 +235,7 @@ class MqttSession:
         if client is None or self._state is not _State.OPEN:
             return 0
         generation = self._generation
-        sent = 0
-        for m in messages:
-            if m.qos == 0 or m.generation != generation:
-                continue
-            if client.ack(m.mid, m.qos) == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                sent += 1
-        return sent
+        mids = [m.mid for m in messages if m.qos == 1 and m.generation == generation]
+        assert isinstance(client, BufferedClient)  # noqa: S101
+        client.ack_many(mids)
+        return len(mids)

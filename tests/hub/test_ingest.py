@@ -190,3 +190,22 @@ def test_a_stale_last_will_is_still_stored(broker, database, hub_factory):
     assert rows(database, "SELECT seq, state FROM statuses ORDER BY seq") == [(0, "offline"), (1, "online")]
     assert scalar(database, "SELECT count(*) FROM quarantine") == 0
     pub.close()
+
+
+def test_committed_messages_are_acknowledged_and_not_redelivered(broker, database, hub_factory):
+    register(database, [("d1", "bed_sensor")])
+    hub = hub_factory(database)
+    pub = Publisher(broker.url)
+    t = now_ms() - 100_000
+    for seq in range(1, 301):
+        pub.publish("ankang/v1/d1/telemetry", telemetry(seq, t + seq * 100, hr_bpm=60.0))
+    pub.wait_all()
+    wait_until(lambda: scalar(database, "SELECT count(*) FROM messages") == 300, 20, "300 stored")
+    assert hub.stop() == 0
+    hub.start()  # the same persistent session: anything unacknowledged would come back now
+    pub.publish("ankang/v1/d1/telemetry", telemetry(301, t + 40_000, hr_bpm=60.0))
+    pub.wait_all()
+    wait_until(lambda: scalar(database, "SELECT count(*) FROM messages") == 301, 20, "the new message")
+    assert hub.metric("ankang_ingest_messages_total", outcome="redelivered") == 0
+    assert hub.metric("ankang_ingest_messages_total", outcome="stored") == 1
+    pub.close()
