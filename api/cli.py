@@ -390,6 +390,7 @@ def bench_ingest(
         bool, typer.Option(help="Use ANKANG_MQTT_URL/ANKANG_DATABASE_URL instead of fresh services.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Also draw the results as a PNG chart.")] = None,
 ) -> None:
     """Measure ingest: hub vs the bare pipe, sustained rate, lag, loss and duplicates."""
     import orjson
@@ -436,6 +437,10 @@ def bench_ingest(
 
         with IngestBench(cfg, progress) as bench:
             summary = bench.run()
+    if plot is not None:
+        from api.plots import plot_ingest
+
+        console.print(f"chart written to {plot_ingest(summary, plot)}")
     if as_json:
         typer.echo(orjson.dumps(summary).decode())
         return
