@@ -10,10 +10,15 @@ Phases (each with its own device ids, so that counts never mix):
 ``sustained``
     The load generator publishes at ``rate`` for ``duration`` seconds while the hub runs:
     the rate it keeps up with, and whether anything was lost or duplicated.
+``sweep``
+    Live phases of ``sweep_duration_s`` at rising rates, until the generator no longer
+    reaches 95 % of the rate or p99 lag exceeds ``sweep_max_lag_s``: the last rate that
+    passed is the maximum sustained rate on this machine, generator included.
 ``lag``
-    The same at ``lag_fraction`` of the hub's drain rate: p50/p99 ingest lag, from the
-    publish time (``ts``, the wall clock at publishing) to the row's ``stored_at`` (the
-    start of the committing transaction).
+    A live phase at ``lag_fraction`` of the maximum sustained rate (of the hub's drain
+    rate if there was no sweep): p50/p99 ingest lag, from the publish time (``ts``, the
+    wall clock at publishing) to the row's ``stored_at`` (the start of the committing
+    transaction).
 
 CPU seconds of the consumer, broker, database and generator are read from /proc, and the
 hub's own per-stage timings from its /metrics, so the report shows where the time went.
@@ -56,7 +61,12 @@ class BenchConfig:
     connections: int = 4
     inject_loss: int = 0
     inject_duplicates: int = 0
-    phases: tuple[str, ...] = ("bare-drain", "hub-drain", "sustained", "lag")
+    phases: tuple[str, ...] = ("bare-drain", "hub-drain", "sustained", "sweep", "lag")
+    # The sweep finds the highest live rate the hub keeps up with: the generator reaches
+    # 95 % of the rate and p99 lag stays within sweep_max_lag_s.
+    sweep_rates: tuple[float, ...] = (1000.0, 2000.0, 3000.0, 3500.0, 4000.0, 4500.0, 5000.0, 6000.0)
+    sweep_duration_s: float = 20.0
+    sweep_max_lag_s: float = 1.0
     mqtt_url: str | None = None  # None: start a broker and a database of our own
     database_url: str | None = None
 
@@ -399,7 +409,19 @@ class IngestBench:
         self.results.append(result)
         return result
 
-    def live(self, name: str, rate: float) -> PhaseResult:
+    def sweep(self) -> tuple[float, list[PhaseResult]]:
+        """Step the live rate up until the hub falls behind; returns the last rate it kept up with."""
+        best, steps = 0.0, []
+        for rate in self.cfg.sweep_rates:
+            step = self.live(f"sweep-{rate:.0f}", rate, duration_s=self.cfg.sweep_duration_s)
+            steps.append(step)
+            kept_up = step.rate >= 0.95 * rate and (step.p99_lag_s or 0.0) <= self.cfg.sweep_max_lag_s
+            if not kept_up:
+                break
+            best = rate
+        return best, steps
+
+    def live(self, name: str, rate: float, duration_s: float | None = None) -> PhaseResult:
         ids = self._devices(name)
         consumer = _Consumer("hub", self.mqtt_url, self.database_url, f"{name}-{self._run}", self._tmp)
         consumer.start()
@@ -435,10 +457,17 @@ class IngestBench:
             by_name["hub-drain"] = self.drain("hub")
         if "sustained" in phases:
             by_name["sustained"] = self.live("sustained", self.cfg.rate)
+        max_sustained: float | None = None
+        if "sweep" in phases:
+            max_sustained, steps = self.sweep()
+            by_name.update({s.name: s for s in steps})
         if "lag" in phases:
-            base = by_name["hub-drain"].rate if "hub-drain" in by_name else self.cfg.rate
+            drain = by_name["hub-drain"].rate if "hub-drain" in by_name else self.cfg.rate
+            base = max_sustained or drain
             by_name["lag"] = self.live("lag", base * self.cfg.lag_fraction)
-        return summarize(self.cfg, by_name)
+        summary = summarize(self.cfg, by_name)
+        summary["max_sustained_msgs_per_s"] = max_sustained
+        return summary
 
 
 def summarize(cfg: BenchConfig, phases: dict[str, PhaseResult]) -> dict[str, Any]:

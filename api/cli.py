@@ -379,8 +379,8 @@ def bench_ingest(
         float, typer.Option(help="Lag phase rate, as a fraction of the hub's drain rate.")
     ] = 0.8,
     connections: Annotated[int, typer.Option(help="Load generator MQTT connections.")] = 4,
-    phases: Annotated[str, typer.Option(help="Comma-separated: bare-drain,hub-drain,sustained,lag")] = (
-        "bare-drain,hub-drain,sustained,lag"
+    phases: Annotated[str, typer.Option(help="Comma-separated: bare-drain,hub-drain,sustained,sweep,lag")] = (
+        "bare-drain,hub-drain,sustained,sweep,lag"
     ),
     inject_loss: Annotated[
         int, typer.Option(help="Messages the generator skips but counts (checks accounting).")
@@ -400,7 +400,7 @@ def bench_ingest(
     from api.bench import BenchConfig, IngestBench
 
     chosen = tuple(p.strip() for p in phases.split(",") if p.strip())
-    unknown = set(chosen) - {"bare-drain", "hub-drain", "sustained", "lag"}
+    unknown = set(chosen) - {"bare-drain", "hub-drain", "sustained", "sweep", "lag"}
     if unknown:
         typer.echo(f"unknown phases: {', '.join(sorted(unknown))}", err=True)
         raise typer.Exit(2)
@@ -542,7 +542,7 @@ def _print_bench(console: object, summary: dict[str, object]) -> None:
     console.print(
         f"hub {summary['msgs_per_s']} msg/s ({summary['samples_per_s']} samples/s), bare pipe "
         f"{summary['bare_msgs_per_s']} msg/s, ratio {summary['ratio']}; lost {summary['lost']}, "
-        f"duplicated {summary['duplicated']}; "
+        f"duplicated {summary['duplicated']}; max sustained {summary.get('max_sustained_msgs_per_s')} msg/s; "
         f"p99 lag {summary['p99_lag_s']} s at {summary['lag_at_rate']} msg/s"
     )
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from api.bench import BenchConfig, IngestBench
+from api.plots import plot_ingest
 
 
-def test_bench_reports_known_loss_and_no_duplicates(broker, own_pg):
+def test_bench_reports_known_loss_and_no_duplicates(broker, own_pg, tmp_path):
     cfg = BenchConfig(
         devices=50,
         rate=400.0,
@@ -42,3 +43,5 @@ def test_bench_reports_known_loss_and_no_duplicates(broker, own_pg):
         "bare_msgs_per_s",
         "ratio",
     }
+    chart = plot_ingest(summary, tmp_path / "bench.png")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
