@@ -161,8 +161,7 @@ class _Consumer:
             "ANKANG_DATABASE_URL": self._database_url,
             "ANKANG_HUB_CLIENT_ID": self.client_id,
             "ANKANG_METRICS_PORT": str(self.metrics_port),
-            "ANKANG_ROLLUP_INTERVAL_S": "86400",
-            "ANKANG_RETENTION_INTERVAL_S": "86400",
+            "ANKANG_JOBS_INITIAL_DELAY_S": "86400",  # no rollup or retention run inside a phase
         }
         if self.kind == "hub":
             args = [sys.executable, "-m", "api.cli", "hub", "--no-migrate"]
@@ -430,7 +429,7 @@ class IngestBench:
             p.start()
         started = time.monotonic()
         ledger, load_cpu = self._load(
-            name, ids, rate=rate, duration=self.cfg.duration_s, count=None, faults=True
+            name, ids, rate=rate, duration=duration_s or self.cfg.duration_s, count=None, faults=True
         )
         self._settle(name, ids, int(ledger["sent"]))
         result = PhaseResult(name, messages=int(ledger["sent"]), target_rate=rate)

@@ -178,8 +178,8 @@ class Scheduler:
     async def run(self, stop: asyncio.Event) -> None:
         s = self._settings
         loop = asyncio.get_running_loop()
-        next_rollup = loop.time() + min(30.0, s.rollup_interval_s)
-        next_retention = loop.time() + min(60.0, s.retention_interval_s)
+        next_rollup = loop.time() + s.jobs_initial_delay_s
+        next_retention = loop.time() + s.jobs_initial_delay_s
         while not stop.is_set():
             now = loop.time()
             if now >= next_rollup:

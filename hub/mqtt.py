@@ -206,11 +206,13 @@ class MqttSession:
         self._wake_pending = False
         self._ready.set()
 
-    async def next_batch(self, max_size: int, timeout: float | None = None) -> list[Inbound]:
-        """Wait for at least one message, then take up to ``max_size`` that are waiting.
+    async def next_batch(
+        self, max_size: int, timeout: float | None = None, linger: float = 0.0
+    ) -> list[Inbound]:
+        """Wait for one message, then up to ``linger`` seconds for more; take up to ``max_size``.
 
-        There is no linger: at low load a batch is one message, at high load batches grow
-        while the previous one is being committed. Returns [] on timeout.
+        At high load batches also grow by themselves while the previous one is being
+        committed. Returns [] on timeout.
         """
         if self._state is not _State.OPEN:
             raise MqttError("session is not open")
@@ -222,6 +224,8 @@ class MqttSession:
                 await asyncio.wait_for(self._ready.wait(), timeout)
             except TimeoutError:
                 return []
+        if linger > 0 and len(self._buffer) < max_size:
+            await asyncio.sleep(linger)
         take = min(max_size, len(self._buffer))
         popleft = self._buffer.popleft
         return [popleft() for _ in range(take)]

@@ -113,7 +113,7 @@ class Hub:
         assert self._ingestor is not None  # noqa: S101
         max_batch = self._settings.ingest_max_batch
         while not stop.is_set():
-            batch = await mqtt.next_batch(max_batch, timeout=0.25)
+            batch = await mqtt.next_batch(max_batch, timeout=0.25, linger=self._settings.ingest_linger_s)
             if not batch:
                 continue
             prepared = await self._ingestor.prepare(batch)

@@ -40,12 +40,16 @@ class Settings(BaseSettings):
     # Batching and backpressure.
     ingest_max_batch: int = Field(default=5_000, ge=1, le=65_000)
     ingest_retry_max_s: float = Field(default=5.0, gt=0)
+    # After the first message of a batch arrives, wait this long for more. A few
+    # milliseconds turn a trickle of one-message transactions into batches of dozens.
+    ingest_linger_s: float = Field(default=0.02, ge=0, le=1.0)
 
     # Operations endpoint (/healthz, /metrics). Port 0 disables it.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9465, ge=0, le=65535)
 
     # Scheduled jobs.
+    jobs_initial_delay_s: float = Field(default=60.0, ge=0)  # first rollup/retention run after start
     rollup_interval_s: float = Field(default=300.0, gt=0)
     rollup_lateness_s: float = Field(default=7200.0, ge=0)
     retention_interval_s: float = Field(default=3600.0, gt=0)

@@ -14,6 +14,7 @@ All SQL of the ingest path lives here. A batch is written in one transaction:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -105,7 +106,8 @@ class Database:
             open=False,
             name=name,
             configure=self._configure,
-            check=AsyncConnectionPool.check_connection,
+            # No check on every checkout (a round trip per batch): a broken connection fails
+            # the write, the pool discards it, and the caller retries the batch.
             reconnect_timeout=24 * 3600,
             timeout=3,  # a write waits this long for a connection before the outage is reported
             kwargs={"application_name": name},
@@ -186,11 +188,15 @@ class StorageUnavailable(StorageError):
     """The database cannot be reached right now; retry the same batch later."""
 
 
+@functools.cache
+def _copy_statement(table: str, columns: str) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(table), sql.SQL(columns))
+
+
 async def _copy(
     conn: AsyncConnection[Any], table: str, columns: str, types: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(table), sql.SQL(columns))
-    async with conn.cursor() as cur, cur.copy(stmt) as copy:
+    async with conn.cursor() as cur, cur.copy(_copy_statement(table, columns)) as copy:
         copy.set_types(list(types))
         for row in rows:
             await copy.write_row(row)

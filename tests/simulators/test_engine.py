@@ -90,3 +90,33 @@ def test_simulated_traffic_follows_the_contract_and_ground_truth_matches(broker,
     assert all(len(b["acc_g"]) == 50 for b in wearable_blocks)
     seqs = [b["seq"] for b in wearable_blocks]
     assert seqs == sorted(seqs)
+
+
+def test_a_fleet_split_across_processes_keeps_rooms_together(broker, tmp_path: Path):
+    fleet = build_fleet(FleetSpec(care_homes=3, rooms_per_home=2, beds_per_room=1, home_beds=2))
+    incidents = [
+        Incident(at=5, kind="fire", room="h0002/101", growth="fast"),
+        Incident(at=8, kind="sos", resident="R000001"),
+        Incident(at=9, kind="fall", resident="R000005", fall="backward"),
+    ]
+    scenario = Scenario(duration=60, seed=1, fleet=fleet.spec, incidents=incidents)
+    recorder = Recorder(broker.url)
+    host, port = broker.url.removeprefix("mqtt://").split(":")
+    truth_path = tmp_path / "truth.jsonl"
+    result = run_scenario(
+        scenario, fleet, Endpoint(host, int(port)), speed=20.0, truth_path=truth_path, processes=2
+    )
+    recorder.close()
+    assert result["processes"] == 2
+    assert result["connected"] == len(fleet.devices)
+    truth = read_ground_truth(truth_path)
+    assert [r["kind"] for r in truth] == ["fire", "sos", "fall"], (
+        "each incident is injected once, by one process"
+    )
+    assert not list(tmp_path.glob("*.part*")), "the per-process parts are merged and removed"
+    senders = {t.split("/")[2] for t, _ in recorder.messages}
+    assert senders == {d.id for d in fleet.devices}
+    smoke = [
+        t for t, p in recorder.messages if t.endswith("/event") and orjson.loads(p)["event"] == "smoke_alarm"
+    ]
+    assert smoke == ["ankang/v1/smoke-h0002-101/event"]
