@@ -12,8 +12,9 @@ Phases (each with its own device ids, so that counts never mix):
     the rate it keeps up with, and whether anything was lost or duplicated.
 ``sweep``
     Live phases of ``sweep_duration_s`` at rising rates, until the generator no longer
-    reaches 95 % of the rate or p99 lag exceeds ``sweep_max_lag_s``: the last rate that
-    passed is the maximum sustained rate on this machine, generator included.
+    reaches 95 % of the rate or the median lag exceeds ``sweep_max_lag_s`` (lag piling
+    up): the last rate that passed is the maximum sustained rate on this machine,
+    generator included.
 ``lag``
     A live phase at ``lag_fraction`` of the maximum sustained rate (of the hub's drain
     rate if there was no sweep): p50/p99 ingest lag, from the publish time (``ts``, the
@@ -63,7 +64,7 @@ class BenchConfig:
     inject_duplicates: int = 0
     phases: tuple[str, ...] = ("bare-drain", "hub-drain", "sustained", "sweep", "lag")
     # The sweep finds the highest live rate the hub keeps up with: the generator reaches
-    # 95 % of the rate and p99 lag stays within sweep_max_lag_s.
+    # 95 % of the rate and the median lag stays within sweep_max_lag_s.
     sweep_rates: tuple[float, ...] = (1000.0, 2000.0, 3000.0, 3500.0, 4000.0, 4500.0, 5000.0, 6000.0)
     sweep_duration_s: float = 20.0
     sweep_max_lag_s: float = 1.0
@@ -414,7 +415,9 @@ class IngestBench:
         for rate in self.cfg.sweep_rates:
             step = self.live(f"sweep-{rate:.0f}", rate, duration_s=self.cfg.sweep_duration_s)
             steps.append(step)
-            kept_up = step.rate >= 0.95 * rate and (step.p99_lag_s or 0.0) <= self.cfg.sweep_max_lag_s
+            # keeping up: the generator reached the rate, and lag did not pile up (median);
+            # the tail is what the lag phase then measures at 80 % of this rate
+            kept_up = step.rate >= 0.95 * rate and (step.p50_lag_s or 0.0) <= self.cfg.sweep_max_lag_s
             if not kept_up:
                 break
             best = rate

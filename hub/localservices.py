@@ -214,6 +214,10 @@ class PostgresServer:
             "max_connections = 200",
             "shared_buffers = 256MB",
             "synchronous_commit = on",
+            # Ingest writes hundreds of MB of waveforms a minute; with the default 1 GB of WAL
+            # the server checkpoints every few minutes and commits stall for seconds.
+            "max_wal_size = '8GB'",
+            "checkpoint_timeout = '15min'",
             "timezone = 'UTC'",
             "log_min_messages = warning",
             "timescaledb.telemetry_level = off" if self.timescaledb else "",

@@ -19,6 +19,7 @@ import heapq
 import logging
 import math
 import multiprocessing as mp
+import queue
 import resource
 import time
 import zlib
@@ -331,6 +332,10 @@ class Simulation:
             return any(f"{d.spec.facility}/{d.spec.room}" == inc.room for d in self._devices)
         return bool(self._targets(inc))
 
+    def keep_own_incidents(self) -> None:
+        """Drop incidents aimed at devices or rooms that another process simulates."""
+        self._incidents = [i for i in self._incidents if self.owns(i)]
+
     def _prepare(self) -> None:
         for inc in self._incidents:
             if inc.kind == "fall":
@@ -519,8 +524,12 @@ def _shards(fleet: Fleet, processes: int) -> list[list[SimDevice]]:
     return [s for s in shards if s]
 
 
-def _worker(args: tuple[Any, ...]) -> dict[str, Any]:
+def _worker(args: tuple[Any, ...], out: Any) -> None:
     devices, endpoint, incidents, duration, speed, seed, start_epoch, truth_path, prefix, rate, counter = args
+
+    def progress(stats: SimStats) -> None:
+        counter.value = stats.published
+
     sim = Simulation(
         devices,
         endpoint,
@@ -532,15 +541,11 @@ def _worker(args: tuple[Any, ...]) -> dict[str, Any]:
         truth=GroundTruth(truth_path),
         client_prefix=prefix,
         wearable_rate_hz=rate,
+        on_progress=progress,
     )
-    sim._incidents = [i for i in sim._incidents if sim.owns(i)]
-
-    def progress(stats: SimStats) -> None:
-        counter.value = stats.published
-
-    sim._on_progress = progress
+    sim.keep_own_incidents()
     stats = asyncio.run(sim.run())
-    return {"published": stats.published, "connected": stats.connected, "incidents": stats.incidents}
+    out.put({"published": stats.published, "connected": stats.connected, "incidents": stats.incidents})
 
 
 def run_scenario(
@@ -603,14 +608,22 @@ def run_scenario(
         for k, shard in enumerate(shards)
     ]
     wall0 = time.monotonic()
-    with ctx.Pool(len(jobs)) as pool:
-        pending = pool.map_async(_worker, jobs)
-        while not pending.ready():
-            pending.wait(0.5)
-            if on_progress:
-                elapsed = (time.monotonic() - wall0) * speed
-                on_progress(min(elapsed, scenario.duration), sum(int(c.value) for c in counters))
-        results = pending.get()
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(job, out), name=f"sim-{k}") for k, job in enumerate(jobs)]
+    for proc in procs:
+        proc.start()
+    results: list[dict[str, Any]] = []
+    while len(results) < len(procs):
+        try:
+            results.append(out.get(timeout=0.5))
+        except queue.Empty:
+            if not any(p.is_alive() for p in procs) and out.empty():
+                raise RuntimeError("a simulator process died") from None
+        if on_progress:
+            elapsed = (time.monotonic() - wall0) * speed
+            on_progress(min(elapsed, scenario.duration), sum(int(c.value) for c in counters))
+    for proc in procs:
+        proc.join(30)
     records: list[dict[str, Any]] = []
     for part in parts:
         if part is not None and part.exists():
