@@ -42,7 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as paho
 import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from devices import Registry
 from hub import MosquittoServer, PostgresServer, free_port, migrate
@@ -209,6 +213,26 @@ class _Consumer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+    def forget_session(self) -> None:
+        """End this consumer's persistent session, which would otherwise queue every later message."""
+        _forget_session(self._mqtt_url, self.client_id)
+
+
+def _forget_session(mqtt_url: str, client_id: str) -> None:
+    # MQTT 5 §3.1.2.4: connecting with Clean Start discards the old session, and a Session
+    # Expiry of 0 discards the new one on disconnect.
+    host, port = mqtt_url.removeprefix("mqtt://").rsplit(":", 1)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0
+    client.connect(host, int(port), clean_start=True, properties=props)
+    client.loop_start()
+    deadline = time.monotonic() + 5
+    while not client.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client.disconnect()
+    client.loop_stop()
 
 
 def _load_worker(cfg: LoadConfig, sent: Any, acked: Any, out: Any) -> None:
@@ -405,6 +429,7 @@ class IngestBench:
         if consumer.proc is not None:
             result.consumer_peak_rss_mb = _peak_rss_mb(consumer.proc.pid)
         consumer.stop()
+        consumer.forget_session()
         self._measure(result, ids, ledger)
         self.results.append(result)
         return result
@@ -443,6 +468,7 @@ class IngestBench:
         if consumer.proc is not None:
             result.consumer_peak_rss_mb = _peak_rss_mb(consumer.proc.pid)
         consumer.stop()
+        consumer.forget_session()
         self._measure(result, ids, ledger)
         # the achieved rate is what the generator kept up, measured the same way for both
         span = ledger["finished"] - ledger["started"]
@@ -577,6 +603,7 @@ def run_devices_bench(
         peak_rss = _peak_rss_mb(hub.proc.pid)
         hub_cpu = probe.used()
         hub.stop()
+        hub.forget_session()
         with psycopg.connect(bench.database_url, autocommit=True) as conn:
             row = conn.execute(
                 "SELECT count(*), count(DISTINCT device_id) FROM messages WHERE device_id = ANY(%s)", (ids,)
