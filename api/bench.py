@@ -618,7 +618,9 @@ def run_devices_bench(
         "stored": stored,
         "devices_reporting": reporting,
         "duration_s": duration_s,
-        "msgs_per_s": round(stored / wall, 1) if wall else 0.0,
+        "offered_msgs_per_s": round(int(result["published"]) / duration_s, 1),
+        # stored over the wall time, which includes connecting 10,000 devices and settling
+        "stored_msgs_per_s_wall": round(stored / wall, 1) if wall else 0.0,
         "hub_cpu_pct": round(100 * hub_cpu / wall, 1) if wall else 0.0,
         "hub_idle_rss_mb": round(idle_rss, 1),
         "hub_peak_rss_mb": round(peak_rss, 1),
