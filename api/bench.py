@@ -49,6 +49,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devices import Registry
+from devices.mqtt import MqttEndpoint
 from hub import MosquittoServer, PostgresServer, free_port, migrate
 from simulators.load import LoadConfig, run_load
 
@@ -231,11 +232,13 @@ class _Consumer:
 def _forget_session(mqtt_url: str, client_id: str) -> None:
     # MQTT 5 §3.1.2.4: connecting with Clean Start discards the old session, and a Session
     # Expiry of 0 discards the new one on disconnect.
-    host, port = mqtt_url.removeprefix("mqtt://").rsplit(":", 1)
+    endpoint = MqttEndpoint.from_url(mqtt_url)
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    if endpoint.username:
+        client.username_pw_set(endpoint.username, endpoint.password)
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 0
-    client.connect(host, int(port), clean_start=True, properties=props)
+    client.connect(endpoint.host, endpoint.port, clean_start=True, properties=props)
     client.loop_start()
     deadline = time.monotonic() + 5
     while not client.is_connected() and time.monotonic() < deadline:
@@ -325,10 +328,8 @@ class IngestBench:
         count: int | None,
         faults: bool,
     ) -> tuple[dict[str, Any], float]:
-        host, port = self.mqtt_url.removeprefix("mqtt://").rsplit(":", 1)
         cfg = LoadConfig(
-            host=host,
-            port=int(port),
+            endpoint=MqttEndpoint.from_url(self.mqtt_url),
             device_ids=ids,
             rate=rate,
             duration_s=duration,
@@ -423,17 +424,31 @@ class IngestBench:
         ledger, _ = self._load(
             phase, ids, rate=None, duration=None, count=self.cfg.drain_messages, faults=False
         )
-        probes = self._pids(None)
         result = PhaseResult(phase, messages=self.cfg.drain_messages)
         started = time.monotonic()
         consumer.start()
-        probes = self._pids(consumer)
-        running = {k: _Probe(f) for k, f in probes.items()}
-        for p in running.values():
-            p.start()
+        running = self._probes(consumer)
         self._settle(phase, ids, self.cfg.drain_messages)
         result.wall_s = time.monotonic() - started
-        result.cpu_s = {k: p.used() for k, p in running.items()}
+        self._finish(consumer, running, result, ids, ledger)
+        return result
+
+    def _probes(self, consumer: _Consumer) -> dict[str, _Probe]:
+        running = {k: _Probe(f) for k, f in self._pids(consumer).items()}
+        for probe in running.values():
+            probe.start()
+        return running
+
+    def _finish(
+        self,
+        consumer: _Consumer,
+        running: dict[str, _Probe],
+        result: PhaseResult,
+        ids: tuple[str, ...],
+        ledger: dict[str, Any],
+    ) -> None:
+        """Read the consumer's CPU, memory and stages, end it and its session, count the rows."""
+        result.cpu_s.update({k: p.used() for k, p in running.items()})
         result.stages = consumer.stages()
         if consumer.proc is not None:
             result.consumer_peak_rss_mb = _peak_rss_mb(consumer.proc.pid)
@@ -441,7 +456,6 @@ class IngestBench:
         consumer.forget_session()
         self._measure(result, ids, ledger)
         self.results.append(result)
-        return result
 
     def sweep(self) -> tuple[float, list[PhaseResult]]:
         """Step the live rate up until the hub falls behind; returns the last rate it kept up with."""
@@ -461,9 +475,7 @@ class IngestBench:
         ids = self._devices(name)
         consumer = _Consumer("hub", self.mqtt_url, self.database_url, f"{name}-{self._run}", self._tmp)
         consumer.start()
-        running = {k: _Probe(f) for k, f in self._pids(consumer).items()}
-        for p in running.values():
-            p.start()
+        running = self._probes(consumer)
         started = time.monotonic()
         ledger, load_cpu = self._load(
             name, ids, rate=rate, duration=duration_s or self.cfg.duration_s, count=None, faults=True
@@ -471,18 +483,11 @@ class IngestBench:
         self._settle(name, ids, int(ledger["sent"]))
         result = PhaseResult(name, messages=int(ledger["sent"]), target_rate=rate)
         result.wall_s = time.monotonic() - started
-        result.cpu_s = {k: p.used() for k, p in running.items()}
         result.cpu_s["load generator"] = load_cpu
-        result.stages = consumer.stages()
-        if consumer.proc is not None:
-            result.consumer_peak_rss_mb = _peak_rss_mb(consumer.proc.pid)
-        consumer.stop()
-        consumer.forget_session()
-        self._measure(result, ids, ledger)
+        self._finish(consumer, running, result, ids, ledger)
         # the achieved rate is what the generator kept up, measured the same way for both
         span = ledger["finished"] - ledger["started"]
         result.rate = result.distinct / span if span > 0 else 0.0
-        self.results.append(result)
         return result
 
     def run(self) -> dict[str, Any]:
@@ -575,7 +580,7 @@ def run_devices_bench(
     """
     import math
 
-    from simulators.engine import Endpoint, run_scenario
+    from simulators.engine import run_scenario
     from simulators.fleet import FleetSpec, build_fleet
     from simulators.scenario import Scenario
 
@@ -600,11 +605,15 @@ def run_devices_bench(
         asyncio.run(register())
         probe = _Probe(lambda: [hub.proc.pid] if hub.proc else [])
         probe.start()
-        host, port = bench.mqtt_url.removeprefix("mqtt://").rsplit(":", 1)
         scenario = Scenario(duration=duration_s, fleet=fleet.spec)
         started = time.monotonic()
         result = run_scenario(
-            scenario, fleet, Endpoint(host, int(port)), speed=1.0, truth_path=None, on_progress=progress
+            scenario,
+            fleet,
+            MqttEndpoint.from_url(bench.mqtt_url),
+            speed=1.0,
+            truth_path=None,
+            on_progress=progress,
         )
         ids = sorted(d.id for d in fleet.devices)
         bench._settle("devices", (ids[0], ids[-1]), int(result["published"]), timeout=60)

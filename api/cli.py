@@ -296,7 +296,7 @@ def simulate(
     import yaml
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from simulators.engine import Endpoint, run_scenario
+    from simulators.engine import run_scenario
     from simulators.fleet import build_fleet
     from simulators.scenario import Scenario, ScenarioError, load_scenario, parse_offset, with_prefix
 
@@ -331,7 +331,6 @@ def simulate(
         )
     if register:
         asyncio.run(_with_registry(lambda reg: reg.apply(fleet.facility_file)))
-    ep = settings.mqtt
     typer.echo(
         f"{len(fleet.devices)} devices in {len(fleet.facility_file.facilities)} facilities; "
         f"{scen.duration:g} s simulated at {speed:g}x; {len(scen.incidents)} incidents"
@@ -347,7 +346,7 @@ def simulate(
         result = run_scenario(
             scen,
             fleet,
-            Endpoint(ep.host, ep.port, ep.username, ep.password),
+            settings.mqtt,
             speed=speed,
             truth_path=truth,
             processes=processes,

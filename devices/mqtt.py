@@ -1,5 +1,6 @@
 """MQTT transport help shared by the hub and the simulators.
 
+``MqttEndpoint`` is a broker address parsed from ``mqtt://user:pass@host:port``.
 ``BufferedClient`` is paho-mqtt with a faster read path; everything else is paho's.
 """
 
@@ -7,10 +8,34 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
+
+
+@dataclass(frozen=True, slots=True)
+class MqttEndpoint:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    @classmethod
+    def from_url(cls, url: str) -> MqttEndpoint:
+        """``mqtt://user:pass@host:port``, or ``mqtts://`` for TLS (default ports 1883 and 8883)."""
+        parts = urlsplit(url)
+        tls = parts.scheme == "mqtts"
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if tls else 1883),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+        )
 
 
 class BufferedClient(paho.Client):

@@ -15,7 +15,6 @@ import threading
 import time
 from datetime import UTC, datetime
 from types import FrameType
-from urllib.parse import urlsplit
 
 import numpy as np
 import orjson
@@ -25,10 +24,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from devices.mqtt import MqttEndpoint
+
 
 def main(argv: list[str]) -> int:
     mqtt_url, database_url, client_id = argv[1], argv[2], argv[3]
-    parts = urlsplit(mqtt_url)
+    endpoint = MqttEndpoint.from_url(mqtt_url)
     buffer: list[paho.MQTTMessage] = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -48,7 +49,9 @@ def main(argv: list[str]) -> int:
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600
     props.ReceiveMaximum = 20_000
-    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, clean_start=False, properties=props)
+    if endpoint.username:
+        client.username_pw_set(endpoint.username, endpoint.password)
+    client.connect(endpoint.host, endpoint.port, clean_start=False, properties=props)
     client.loop_start()
 
     def on_term(_sig: int, _frame: FrameType | None) -> None:

@@ -66,10 +66,17 @@ class Verdict:
     suspect: bool = False  # not newer than the last stored message: redelivery or out of order
     reason: str = ""
     gap: int = 0
+    advance: bool = True  # the message becomes the device's newest position
 
 
-def classify(seq: int, ts: datetime, last: tuple[int, datetime] | None) -> Verdict:
-    """Apply the sequence rules in the module docstring to one message."""
+def classify(
+    seq: int, ts: datetime, last: tuple[int, datetime] | None, *, last_will: bool = False
+) -> Verdict:
+    """Apply the sequence rules in the module docstring to one message.
+
+    ``last_will`` marks a status ``offline``: if it is not newer, it is still accepted, but
+    it does not move the device's position.
+    """
     if last is None:
         return Verdict(accept=True)
     last_seq, last_ts = last
@@ -77,6 +84,8 @@ def classify(seq: int, ts: datetime, last: tuple[int, datetime] | None) -> Verdi
         return Verdict(accept=True, gap=seq - last_seq - 1)
     if ts > last_ts and (seq < last_seq or seq == 0):
         return Verdict(accept=True)  # the device restarted its counter
+    if last_will:
+        return Verdict(accept=True, advance=False)
     if seq == last_seq and ts > last_ts:
         return Verdict(accept=False, reason=f"duplicate seq {seq} with a newer ts")
     return Verdict(accept=False, suspect=True, reason=f"out-of-order seq {seq} (newest stored is {last_seq})")
@@ -207,17 +216,13 @@ class Ingestor:
                 # delivered again while the first copy is in this batch or one not yet committed
                 redelivered += 1
                 continue
-            verdict = classify(msg.seq, msg.ts, positions.get(msg.device_id))
-            if not verdict.accept and isinstance(msg, Status) and msg.state == "offline":
-                # A last will was composed when the device connected, so its seq and ts are
-                # old by the time the broker sends it. It is news all the same.
-                accepted.append((raw, msg))
-                in_batch.add(key)
-                continue
+            last_will = isinstance(msg, Status) and msg.state == "offline"
+            verdict = classify(msg.seq, msg.ts, positions.get(msg.device_id), last_will=last_will)
             if verdict.accept:
                 accepted.append((raw, msg))
                 in_batch.add(key)
-                positions[msg.device_id] = (msg.seq, msg.ts)
+                if verdict.advance:
+                    positions[msg.device_id] = (msg.seq, msg.ts)
                 gaps += verdict.gap
             elif verdict.suspect:
                 suspects.append((raw, msg, verdict.reason))

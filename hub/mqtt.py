@@ -33,9 +33,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from devices.mqtt import BufferedClient
+from devices.mqtt import BufferedClient, MqttEndpoint
 from hub.errors import MqttError
-from hub.settings import MqttEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ class MqttSession:
         self._receive_maximum = receive_maximum
         self._keepalive_s = keepalive_s
         self._state = _State.NEW
-        self._client: paho.Client | None = None
+        self._client: BufferedClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buffer: deque[Inbound] = deque()
         self._ready = asyncio.Event()
@@ -240,6 +239,5 @@ class MqttSession:
             return 0
         generation = self._generation
         mids = [m.mid for m in messages if m.qos == 1 and m.generation == generation]
-        assert isinstance(client, BufferedClient)  # noqa: S101
         client.ack_many(mids)
         return len(mids)

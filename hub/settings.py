@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from devices.mqtt import MqttEndpoint
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:18830"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:55432/ankang"
@@ -78,15 +80,7 @@ class Settings(BaseSettings):
 
     @property
     def mqtt(self) -> MqttEndpoint:
-        parts = urlsplit(self.mqtt_url)
-        tls = parts.scheme == "mqtts"
-        return MqttEndpoint(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or (8883 if tls else 1883),
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            tls=tls,
-        )
+        return MqttEndpoint.from_url(self.mqtt_url)
 
     def retention(self) -> dict[str, timedelta]:
         """Table name to age after which its rows (chunks) are dropped."""
@@ -98,14 +92,3 @@ class Settings(BaseSettings):
             "messages": timedelta(days=self.retention_messages_days),
             "quarantine": timedelta(days=self.retention_quarantine_days),
         }
-
-
-class MqttEndpoint:
-    __slots__ = ("host", "password", "port", "tls", "username")
-
-    def __init__(self, host: str, port: int, username: str | None, password: str | None, tls: bool) -> None:
-        self.host = host
-        self.port = port
-        self.username = username
-        self.password = password
-        self.tls = tls

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -55,39 +56,55 @@ class WriteResult:
     staged: bool  # whether the slow, conflict-tolerant path was needed
 
 
-# Column lists and binary COPY types, in StoreBatch tuple order. ``seq`` in readings only
-# links a reading to its message in the staged path; the table itself has no seq column.
-_TABLES: dict[str, tuple[str, list[str], list[str]]] = {
-    "messages": (
+@dataclass(frozen=True)
+class _Table:
+    """Where one StoreBatch field goes. ``columns``/``types`` follow its tuples (and the
+    staging table); a direct COPY keeps the tuple positions in ``direct`` (None: all)."""
+
+    columns: str
+    types: tuple[str, ...]
+    direct: tuple[int, ...] | None = None
+
+    @functools.cached_property
+    def direct_columns(self) -> str:
+        if self.direct is None:
+            return self.columns
+        names = [c.strip() for c in self.columns.split(",")]
+        return ", ".join(names[i] for i in self.direct)
+
+    @functools.cached_property
+    def direct_types(self) -> tuple[str, ...]:
+        return self.types if self.direct is None else tuple(self.types[i] for i in self.direct)
+
+    @functools.cached_property
+    def pick(self) -> Callable[[tuple[Any, ...]], tuple[Any, ...]] | None:
+        return None if self.direct is None else operator.itemgetter(*self.direct)
+
+
+# ``seq`` in readings only links a reading to its message in the staged path; the
+# readings table itself has no seq column.
+_TABLES: dict[str, _Table] = {
+    "messages": _Table(
         "device_id, ts, seq, channel, received_at, worker",
-        ["text", "timestamptz", "int8", "text", "timestamptz", "int2"],
-        [],
+        ("text", "timestamptz", "int8", "text", "timestamptz", "int2"),
     ),
-    "readings": ("device_id, ts, seq, metric, value", ["text", "timestamptz", "int8", "text", "float8"], []),
-    "waveforms": (
+    "readings": _Table(
+        "device_id, ts, seq, metric, value",
+        ("text", "timestamptz", "int8", "text", "float8"),
+        direct=(0, 1, 3, 4),
+    ),
+    "waveforms": _Table(
         "device_id, ts, seq, rate_hz, n, acc, gyro",
-        ["text", "timestamptz", "int8", "float4", "int4", "bytea", "bytea"],
-        [],
+        ("text", "timestamptz", "int8", "float4", "int4", "bytea", "bytea"),
     ),
-    "events": ("device_id, ts, seq, event, detail", ["text", "timestamptz", "int8", "text", "jsonb"], []),
-    "statuses": (
-        "device_id, ts, seq, state, fw, heartbeat_s",
-        ["text", "timestamptz", "int8", "text", "text", "int4"],
-        [],
+    "events": _Table("device_id, ts, seq, event, detail", ("text", "timestamptz", "int8", "text", "jsonb")),
+    "statuses": _Table(
+        "device_id, ts, seq, state, fw, heartbeat_s", ("text", "timestamptz", "int8", "text", "text", "int4")
     ),
 }
-_QUARANTINE_COLUMNS = "received_at, topic, device_id, reason, payload"
-_QUARANTINE_TYPES = ["timestamptz", "text", "text", "text", "bytea"]
-
-
-def _direct_columns(table: str) -> tuple[str, list[str], list[int]]:
-    """Columns for a direct COPY: readings have no seq column of their own."""
-    columns, types, _ = _TABLES[table]
-    names = [c.strip() for c in columns.split(",")]
-    if table == "readings":
-        keep = [i for i, n in enumerate(names) if n != "seq"]
-        return ", ".join(names[i] for i in keep), [types[i] for i in keep], keep
-    return columns, types, list(range(len(names)))
+_QUARANTINE = _Table(
+    "received_at, topic, device_id, reason, payload", ("timestamptz", "text", "text", "text", "bytea")
+)
 
 
 class Database:
@@ -208,19 +225,18 @@ async def _write(conn: AsyncConnection[Any], batch: StoreBatch) -> WriteResult:
         stored = len(batch.messages)
         try:
             async with conn.transaction():  # a savepoint
-                for table in _TABLES:
-                    rows: list[Any] = getattr(batch, table)
+                for name, table in _TABLES.items():
+                    rows: list[Any] = getattr(batch, name)
                     if not rows:
                         continue
-                    columns, types, keep = _direct_columns(table)
-                    if table == "readings":
-                        rows = [tuple(r[i] for i in keep) for r in rows]
-                    await _copy(conn, table, columns, types, rows)
+                    if table.pick is not None:
+                        rows = list(map(table.pick, rows))
+                    await _copy(conn, name, table.direct_columns, table.direct_types, rows)
         except errors.UniqueViolation:
             staged = True
             stored = await _write_staged(conn, batch)
         if batch.quarantine:
-            await _copy(conn, "quarantine", _QUARANTINE_COLUMNS, _QUARANTINE_TYPES, batch.quarantine)
+            await _copy(conn, "quarantine", _QUARANTINE.columns, _QUARANTINE.types, batch.quarantine)
     return WriteResult(
         stored=stored,
         redelivered=len(batch.messages) - stored,
@@ -230,18 +246,18 @@ async def _write(conn: AsyncConnection[Any], batch: StoreBatch) -> WriteResult:
 
 
 async def _write_staged(conn: AsyncConnection[Any], batch: StoreBatch) -> int:
-    for table, (_columns, _types, _) in _TABLES.items():
+    for name in _TABLES:
         await conn.execute(
             sql.SQL(
                 "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-            ).format(sql.Identifier(f"stage_{table}"), sql.Identifier(table))
+            ).format(sql.Identifier(f"stage_{name}"), sql.Identifier(name))
         )
     # readings carry seq in the staging table only, to join them to their message
     await conn.execute("ALTER TABLE stage_readings ADD COLUMN IF NOT EXISTS seq int8")
-    for table, (columns, types, _) in _TABLES.items():
-        rows = getattr(batch, table)
+    for name, table in _TABLES.items():
+        rows = getattr(batch, name)
         if rows:
-            await _copy(conn, f"stage_{table}", columns, types, rows)
+            await _copy(conn, f"stage_{name}", table.columns, table.types, rows)
     cur = await conn.execute(
         """
         WITH new AS (

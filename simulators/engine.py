@@ -37,6 +37,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from devices.mqtt import MqttEndpoint
 from simulators.fleet import Fleet, SimDevice
 from simulators.scenario import GroundTruth, Incident, Scenario
 from simulators.signals import SMOKE_ALARM_PCT_M, BedModel, Nuisance, RoomFire, WearableModel
@@ -46,14 +47,6 @@ log = logging.getLogger(__name__)
 MAX_DEVICES_PER_PROCESS = 12_000
 SHANGHAI = timezone(timedelta(hours=8))
 GAS_ALARM_LEL = 10.0  # typical first alarm level of a domestic gas detector, % LEL
-
-
-@dataclass
-class Endpoint:
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
 
 
 @dataclass
@@ -112,7 +105,7 @@ class Simulation:
     def __init__(
         self,
         devices: Sequence[SimDevice],
-        endpoint: Endpoint,
+        endpoint: MqttEndpoint,
         *,
         incidents: Sequence[Incident] = (),
         duration_s: float,
@@ -551,7 +544,7 @@ def _worker(args: tuple[Any, ...], out: Any) -> None:
 def run_scenario(
     scenario: Scenario,
     fleet: Fleet,
-    endpoint: Endpoint,
+    endpoint: MqttEndpoint,
     *,
     speed: float,
     truth_path: Path | None,

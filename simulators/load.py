@@ -22,14 +22,13 @@ import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from devices.mqtt import BufferedClient
+from devices.mqtt import BufferedClient, MqttEndpoint
 from simulators.signals import WearableModel
 
 
 @dataclass(frozen=True)
 class LoadConfig:
-    host: str
-    port: int
+    endpoint: MqttEndpoint
     device_ids: tuple[str, ...]
     rate: float | None  # messages per second in total; None publishes as fast as the broker takes them
     duration_s: float | None = None
@@ -42,8 +41,6 @@ class LoadConfig:
     seed: int = 1
     client_prefix: str = "load"
     max_inflight: int = 1000
-    username: str | None = None
-    password: str | None = None
 
 
 @dataclass
@@ -106,12 +103,12 @@ def run_load(cfg: LoadConfig, progress: Callable[[int, int], None] | None = None
         conn = BufferedClient(
             CallbackAPIVersion.VERSION2, client_id=f"{cfg.client_prefix}-{k}", protocol=paho.MQTTv5
         )
-        if cfg.username:
-            conn.username_pw_set(cfg.username, cfg.password)
+        if cfg.endpoint.username:
+            conn.username_pw_set(cfg.endpoint.username, cfg.endpoint.password)
         conn.max_inflight_messages_set(cfg.max_inflight)
         conn.max_queued_messages_set(cfg.max_inflight * 4)
         conn.on_publish = on_publish
-        conn.connect(cfg.host, cfg.port, keepalive=60)
+        conn.connect(cfg.endpoint.host, cfg.endpoint.port, keepalive=60)
         clients.append(conn)
     deadline = time.monotonic() + 10
     while not all(c.is_connected() for c in clients) and time.monotonic() < deadline:

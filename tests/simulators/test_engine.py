@@ -12,7 +12,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import Rejected, decode, json_schema
-from simulators.engine import Endpoint, run_scenario
+from devices.mqtt import MqttEndpoint
+from simulators.engine import run_scenario
 from simulators.fleet import FleetSpec, build_fleet
 from simulators.scenario import Incident, Scenario, read_ground_truth
 
@@ -48,8 +49,9 @@ def test_simulated_traffic_follows_the_contract_and_ground_truth_matches(broker,
     scenario = Scenario(duration=120, seed=3, fleet=fleet.spec, incidents=incidents)
     recorder = Recorder(broker.url)
     truth_path = tmp_path / "truth.jsonl"
-    host, port = broker.url.removeprefix("mqtt://").split(":")
-    result = run_scenario(scenario, fleet, Endpoint(host, int(port)), speed=30.0, truth_path=truth_path)
+    result = run_scenario(
+        scenario, fleet, MqttEndpoint.from_url(broker.url), speed=30.0, truth_path=truth_path
+    )
     recorder.close()
 
     assert result["connected"] == len(fleet.devices)
@@ -101,10 +103,9 @@ def test_a_fleet_split_across_processes_keeps_rooms_together(broker, tmp_path: P
     ]
     scenario = Scenario(duration=60, seed=1, fleet=fleet.spec, incidents=incidents)
     recorder = Recorder(broker.url)
-    host, port = broker.url.removeprefix("mqtt://").split(":")
     truth_path = tmp_path / "truth.jsonl"
     result = run_scenario(
-        scenario, fleet, Endpoint(host, int(port)), speed=20.0, truth_path=truth_path, processes=2
+        scenario, fleet, MqttEndpoint.from_url(broker.url), speed=20.0, truth_path=truth_path, processes=2
     )
     recorder.close()
     assert result["processes"] == 2
