@@ -19,13 +19,14 @@ from devices.contract import (
     json_schema,
 )
 from devices.errors import DeviceError, RegistryError
-from devices.registry import Device, DeviceSpec, FacilityFile, Registry, load_facility_file
+from devices.registry import CareProfile, Device, DeviceSpec, FacilityFile, Registry, load_facility_file
 
 __all__ = [
     "CHANNELS",
     "EVENTS",
     "KINDS",
     "MAX_PAYLOAD_BYTES",
+    "CareProfile",
     "Device",
     "DeviceError",
     "DeviceSpec",

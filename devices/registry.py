@@ -56,9 +56,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+Range = tuple[Annotated[float, Field(gt=0, le=300)], Annotated[float, Field(gt=0, le=300)]]
+
+
 class ResidentSpec(_Strict):
     id: Ident
     name: str = Field(default="", max_length=200)
+    hr_range: Range | None = None  # bpm; None: the default range (docs/detection.md)
+    rr_range: Range | None = None  # breaths/min
+
+    @field_validator("hr_range", "rr_range")
+    @classmethod
+    def _ordered(cls, value: Range | None) -> Range | None:
+        if value is not None and value[0] >= value[1]:
+            raise ValueError("a range is [low, high] with low < high")
+        return value
 
 
 class BedSpec(_Strict):
@@ -81,6 +93,9 @@ class FacilitySpec(_Strict):
     tz: str = DEFAULT_TZ
     district: str = Field(default="", max_length=100)
     supervisor: Ident | None = None  # for a home care bed: the supervising institution
+    night: str = Field(default="21:00-06:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
+    bed_return_min: int = Field(default=15, ge=1, le=720)
+    bed_absent_min: int = Field(default=180, ge=10, le=720)
     rooms: list[RoomSpec] = Field(default_factory=list, max_length=10_000)
 
     @field_validator("tz")
@@ -131,6 +146,28 @@ class FacilityFile(_Strict):
 
 
 @dataclass(frozen=True, slots=True)
+class CareProfile:
+    """What the detectors need to know about a device's facility and resident.
+
+    Times of day are minutes after local midnight in ``tz``. The vital-sign defaults are a
+    little wider than the resting adult range (HR 50-100, RR 12-20): sleeping older
+    adults often dip under 50 bpm, and a nurse woken for a harmless 48 bpm stops trusting
+    the alarm. Ranges are set per resident where a clinician knows better.
+    """
+
+    tz: str = DEFAULT_TZ
+    night_start_min: int = 21 * 60
+    night_end_min: int = 6 * 60
+    bed_return_min: int = 15
+    bed_absent_min: int = 180
+    hr_range: tuple[float, float] = (45.0, 110.0)
+    rr_range: tuple[float, float] = (10.0, 24.0)
+
+
+DEFAULT_CARE = CareProfile()
+
+
+@dataclass(frozen=True, slots=True)
 class Device:
     """A registered device as the hub sees it."""
 
@@ -142,6 +179,7 @@ class Device:
     resident_id: str | None
     heartbeat_s: int
     placement: str | None
+    care: CareProfile = DEFAULT_CARE
 
 
 def load_facility_file(path: Path) -> FacilityFile:
@@ -204,13 +242,26 @@ class Registry:
             for fac in spec.facilities:
                 await cur.execute(
                     """
-                    INSERT INTO facilities (id, name, kind, tz, district, supervisor_id)
-                    VALUES (%s, %s, %s, %s, %s, %s)
+                    INSERT INTO facilities (id, name, kind, tz, district, supervisor_id,
+                                            night_start, night_end, bed_return_min, bed_absent_min)
+                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                     ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
                         tz = EXCLUDED.tz, district = EXCLUDED.district,
-                        supervisor_id = EXCLUDED.supervisor_id
+                        supervisor_id = EXCLUDED.supervisor_id, night_start = EXCLUDED.night_start,
+                        night_end = EXCLUDED.night_end, bed_return_min = EXCLUDED.bed_return_min,
+                        bed_absent_min = EXCLUDED.bed_absent_min
                     """,
-                    (fac.id, fac.name, fac.kind, fac.tz, fac.district, fac.supervisor),
+                    (
+                        fac.id,
+                        fac.name,
+                        fac.kind,
+                        fac.tz,
+                        fac.district,
+                        fac.supervisor,
+                        *fac.night.split("-"),
+                        fac.bed_return_min,
+                        fac.bed_absent_min,
+                    ),
                 )
                 for room in fac.rooms:
                     await cur.execute(
@@ -223,7 +274,7 @@ class Registry:
                     )
                     for bed in room.beds:
                         if bed.resident is not None:
-                            await self._resident(cur, fac.id, bed.resident.id, bed.resident.name)
+                            await self._resident(cur, fac.id, bed.resident)
                         await cur.execute(
                             """
                             INSERT INTO beds (facility_id, room_id, id, nursing, resident_id)
@@ -264,18 +315,25 @@ class Registry:
         async with self._conn.transaction(), self._conn.cursor() as cur:
             await self._device(cur, dev)
 
-    async def _resident(self, cur: Any, facility_id: str, resident_id: str, name: str) -> None:
+    async def _resident(self, cur: Any, facility_id: str, resident: ResidentSpec) -> None:
+        hr = resident.hr_range or (None, None)
+        rr = resident.rr_range or (None, None)
         await cur.execute(
             """
-            INSERT INTO residents (id, facility_id, name) VALUES (%s, %s, %s)
+            INSERT INTO residents (id, facility_id, name, hr_low, hr_high, rr_low, rr_high)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (id) DO UPDATE SET name = CASE WHEN EXCLUDED.name = '' THEN residents.name
-                ELSE EXCLUDED.name END
+                ELSE EXCLUDED.name END,
+                hr_low = coalesce(EXCLUDED.hr_low, residents.hr_low),
+                hr_high = coalesce(EXCLUDED.hr_high, residents.hr_high),
+                rr_low = coalesce(EXCLUDED.rr_low, residents.rr_low),
+                rr_high = coalesce(EXCLUDED.rr_high, residents.rr_high)
             WHERE residents.facility_id = EXCLUDED.facility_id
             """,
-            (resident_id, facility_id, name),
+            (resident.id, facility_id, resident.name, *hr, *rr),
         )
         if cur.rowcount == 0:
-            raise RegistryError(f"resident {resident_id} belongs to another facility")
+            raise RegistryError(f"resident {resident.id} belongs to another facility")
 
     async def _device(self, cur: Any, dev: DeviceSpec, *, notify: bool = True) -> None:
         # A device may name a facility, room or bed that the file did not describe; they are
@@ -295,7 +353,7 @@ class Registry:
                 (dev.facility, dev.room, dev.bed),
             )
         if dev.resident is not None:
-            await self._resident(cur, dev.facility, dev.resident, "")
+            await self._resident(cur, dev.facility, ResidentSpec(id=dev.resident))
         heartbeat = dev.heartbeat_s or DEFAULT_HEARTBEAT_S[dev.kind]
         await cur.execute(
             """
@@ -311,16 +369,46 @@ class Registry:
             await cur.execute("SELECT pg_notify('ankang_registry', %s)", (dev.id,))
 
     async def devices(self, ids: Iterable[str] | None = None) -> list[Device]:
-        query = (
-            "SELECT id, kind, facility_id, room_id, bed_id, resident_id, heartbeat_s, placement FROM devices"
-        )
+        query = """
+            SELECT d.id, d.kind, d.facility_id, d.room_id, d.bed_id, d.resident_id, d.heartbeat_s,
+                   d.placement, f.tz, f.night_start, f.night_end, f.bed_return_min, f.bed_absent_min,
+                   r.hr_low, r.hr_high, r.rr_low, r.rr_high
+            FROM devices d
+            JOIN facilities f ON f.id = d.facility_id
+            LEFT JOIN residents r ON r.id = d.resident_id
+        """
         params: Sequence[Any] = ()
         if ids is not None:
-            query += " WHERE id = ANY(%s)"
+            query += " WHERE d.id = ANY(%s)"
             params = (list(ids),)
         async with self._conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query + " ORDER BY id", params)
-            return [Device(**row) for row in await cur.fetchall()]
+            await cur.execute(query + " ORDER BY d.id", params)
+            return [_device_row(row) for row in await cur.fetchall()]
+
+
+def _device_row(row: dict[str, Any]) -> Device:
+    hr = (row["hr_low"], row["hr_high"])
+    rr = (row["rr_low"], row["rr_high"])
+    care = CareProfile(
+        tz=row["tz"],
+        night_start_min=row["night_start"].hour * 60 + row["night_start"].minute,
+        night_end_min=row["night_end"].hour * 60 + row["night_end"].minute,
+        bed_return_min=row["bed_return_min"],
+        bed_absent_min=row["bed_absent_min"],
+        hr_range=DEFAULT_CARE.hr_range if None in hr else (float(hr[0]), float(hr[1])),
+        rr_range=DEFAULT_CARE.rr_range if None in rr else (float(rr[0]), float(rr[1])),
+    )
+    return Device(
+        id=row["id"],
+        kind=row["kind"],
+        facility_id=row["facility_id"],
+        room_id=row["room_id"],
+        bed_id=row["bed_id"],
+        resident_id=row["resident_id"],
+        heartbeat_s=row["heartbeat_s"],
+        placement=row["placement"],
+        care=care,
+    )
 
 
 assert set(DEFAULT_HEARTBEAT_S) == set(KINDS)  # noqa: S101 - a table kept in step with the contract

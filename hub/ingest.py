@@ -5,7 +5,9 @@ For each batch taken from the MQTT session:
 1. Messages for devices owned by another hub worker are acknowledged untouched.
 2. The rest are decoded against the v1 contract (in a worker thread).
 3. Unknown devices, and out-of-order or duplicate sequence numbers, are quarantined.
-4. Everything is written in one transaction; only then is the batch acknowledged.
+4. Accepted messages go through the detectors (``hub.detectors``).
+5. Everything, detections included, is written in one transaction; only then is the batch
+   acknowledged.
 
 Sequence rules per device, against the newest stored (seq, ts):
 
@@ -30,7 +32,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import psycopg
@@ -41,7 +43,10 @@ from devices.contract import TOPIC_PREFIX
 from hub.metrics import HubMetrics
 from hub.mqtt import Inbound
 from hub.registry import RegistryCache
-from hub.storage import Database, Key, StorageUnavailable, StoreBatch, WriteResult
+from hub.storage import Database, DetectionRow, HealthRecord, Key, StorageUnavailable, StoreBatch, WriteResult
+
+if TYPE_CHECKING:  # the engine pulls in numpy models; ingest itself needs only the types
+    from hub.detectors.engine import DetectionEngine, Output
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -129,6 +134,47 @@ def _rows(batch: StoreBatch, msg: Message, received: datetime, worker: int) -> N
         batch.statuses.append((*key, msg.state, msg.fw, msg.heartbeat_s))
 
 
+def _utc(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def add_findings(batch: StoreBatch, output: Output) -> None:
+    """Rows for what the detectors found (see ``hub.detectors.engine``)."""
+    for f in output.found:
+        d = f.detection
+        window = d.window or (None, None)
+        row: DetectionRow = (
+            d.key,
+            d.kind,
+            d.level,
+            _utc(d.t),
+            d.subject,
+            f.facility_id,
+            f.room_id,
+            f.resident_id,
+            d.device_id,
+            d.confidence,
+            None if window[0] is None else _utc(window[0]),
+            None if window[1] is None else _utc(window[1]),
+            Jsonb(dict(d.detail)),
+        )
+        batch.detections.append(row)
+    for h in output.health:
+        record: HealthRecord = (
+            h.device_id,
+            h.online,
+            _utc(h.since),
+            None if h.last_seen is None else _utc(h.last_seen),
+            h.battery_low,
+            h.tamper,
+            h.fault,
+            None if h.fault_since is None else _utc(h.fault_since),
+            h.stuck,
+        )
+        batch.health.append(record)
+    batch.gaps.extend((g.resident_id, _utc(g.started), g.seconds, g.local_hour) for g in output.gaps)
+
+
 @dataclass(slots=True)
 class Prepared:
     """A decoded, classified batch waiting to be committed and acknowledged."""
@@ -140,9 +186,12 @@ class Prepared:
     redelivered: int
     foreign: int
     gaps: int
+    findings: Output | None = None
 
     def store_batch(self, worker: int) -> StoreBatch:
         batch = StoreBatch()
+        if self.findings is not None:
+            add_findings(batch, self.findings)
         for raw, msg in self.accepted:
             _rows(batch, msg, datetime.fromtimestamp(raw.received_at, UTC), worker)
         for raw, reason, device_id in self.quarantined:
@@ -164,8 +213,10 @@ class Ingestor:
         partition: int = 0,
         partitions: int = 1,
         retry_max_s: float = 5.0,
+        engine: DetectionEngine | None = None,
     ) -> None:
         self._db = db
+        self._engine = engine
         self._registry = registry
         self._metrics = metrics
         self._partition = partition
@@ -237,7 +288,13 @@ class Ingestor:
                     redelivered += 1
                 else:
                     quarantined.append((raw, reason, msg.device_id))
-        self._metrics.stage_seconds.labels("classify").inc(time.perf_counter() - decoded_at)
+        classified_at = time.perf_counter()
+        self._metrics.stage_seconds.labels("classify").inc(classified_at - decoded_at)
+        findings = None
+        if self._engine is not None and accepted:
+            items = [(m, raw.received_at) for raw, m in accepted]
+            findings = await asyncio.to_thread(self._engine.feed, items)
+            self._metrics.stage_seconds.labels("detect").inc(time.perf_counter() - classified_at)
         return Prepared(
             inbound=inbound,
             accepted=accepted,
@@ -246,6 +303,7 @@ class Ingestor:
             redelivered=redelivered,
             foreign=len(inbound) - len(owned),
             gaps=gaps,
+            findings=findings,
         )
 
     async def commit(self, prepared: Prepared, stop: asyncio.Event | None = None) -> WriteResult | None:
@@ -305,7 +363,7 @@ class Ingestor:
                 continue
             stored += res.stored
             redelivered += res.redelivered
-        rest = Prepared([], [], prepared.quarantined + extra, prepared.positions, 0, 0, 0)
+        rest = Prepared([], [], prepared.quarantined + extra, prepared.positions, 0, 0, 0, prepared.findings)
         await self._db.write(rest.store_batch(self._partition))
         prepared.quarantined = rest.quarantined
         return WriteResult(stored, redelivered, len(rest.quarantined), staged=True)

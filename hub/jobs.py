@@ -1,4 +1,5 @@
-"""The hub's scheduled jobs: rollups in each facility's time zone, and retention.
+"""The hub's scheduled jobs: rollups in each facility's time zone, retention, and the
+inactivity baselines learned from each resident's history.
 
 The Apache edition of TimescaleDB has no continuous aggregates and no job scheduler, so
 the hub runs these itself. Each run takes a transaction-level advisory lock, so that with
@@ -18,6 +19,7 @@ import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
+from hub.detectors import inactivity
 from hub.metrics import HubMetrics
 from hub.settings import Settings
 from hub.storage import Database
@@ -167,19 +169,67 @@ async def run_retention(
     return removed
 
 
-class Scheduler:
-    """Runs rollups and retention on their intervals until stopped."""
+async def run_inactivity_baselines(db: Database, *, now: datetime | None = None) -> dict[str, int] | None:
+    """Per resident and local hour: how long a quiet spell may last (hub.detectors.inactivity).
 
-    def __init__(self, db: Database, settings: Settings, metrics: HubMetrics) -> None:
+    An hour without enough spells over the window keeps the default (its row is removed).
+    """
+    at = now or datetime.now(UTC)
+    async with db.connection() as conn, conn.transaction():
+        if not await _locked(conn, "inactivity_baselines"):
+            return None
+        await conn.execute("DELETE FROM inactivity_baselines")
+        cur = await conn.execute(
+            """
+            INSERT INTO inactivity_baselines (resident_id, local_hour, threshold_s, samples, computed_at)
+            SELECT resident_id, local_hour,
+                   least(greatest(%(factor)s * percentile_cont(%(q)s) WITHIN GROUP (ORDER BY seconds),
+                                  %(lo)s), %(hi)s),
+                   count(*), %(at)s
+            FROM inactivity_gaps
+            WHERE started >= %(since)s
+            GROUP BY resident_id, local_hour
+            HAVING count(*) >= %(min)s
+            """,
+            {
+                "factor": inactivity.BASELINE_FACTOR,
+                "q": inactivity.BASELINE_QUANTILE,
+                "lo": inactivity.BASELINE_MIN_S,
+                "hi": inactivity.BASELINE_MAX_S,
+                "at": at,
+                "since": at - timedelta(days=inactivity.BASELINE_DAYS),
+                "min": inactivity.BASELINE_MIN_SAMPLES,
+            },
+        )
+        learned = cur.rowcount
+        await conn.execute(
+            "DELETE FROM inactivity_gaps WHERE started < %s", (at - timedelta(days=2 * inactivity.BASELINE_DAYS),)
+        )
+        detail = {"hours_learned": learned}
+        await _record(conn, "inactivity_baselines", watermark=at, detail=detail)
+    return detail
+
+
+class Scheduler:
+    """Runs rollups, retention and baselines on their intervals until stopped.
+
+    ``on_baselines`` is called after each baseline run, so that the detectors use them.
+    """
+
+    def __init__(
+        self, db: Database, settings: Settings, metrics: HubMetrics, on_baselines: Any = None
+    ) -> None:
         self._db = db
         self._settings = settings
         self._metrics = metrics
+        self._on_baselines = on_baselines
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self._settings
         loop = asyncio.get_running_loop()
         next_rollup = loop.time() + s.jobs_initial_delay_s
         next_retention = loop.time() + s.jobs_initial_delay_s
+        next_baselines = loop.time() + s.jobs_initial_delay_s
         while not stop.is_set():
             now = loop.time()
             if now >= next_rollup:
@@ -195,8 +245,15 @@ class Scheduler:
                     ),
                 )
                 next_retention = now + s.retention_interval_s
+            if now >= next_baselines:
+                await self._guarded("inactivity_baselines", lambda: run_inactivity_baselines(self._db))
+                if self._on_baselines is not None:
+                    with contextlib.suppress(psycopg.Error, TimeoutError):
+                        await self._on_baselines()
+                next_baselines = now + s.baseline_interval_s
+            wake = min(next_rollup, next_retention, next_baselines)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(0.1, min(next_rollup, next_retention) - loop.time()))
+                await asyncio.wait_for(stop.wait(), max(0.1, wake - loop.time()))
 
     async def _guarded(self, job: str, run: Any) -> None:
         try:

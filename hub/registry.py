@@ -39,6 +39,9 @@ class RegistryCache:
     def __len__(self) -> int:
         return len(self._devices)
 
+    def all(self) -> list[Device]:
+        return list(self._devices.values())
+
     async def load_all(self) -> None:
         async with self._db.connection() as conn:
             devices = await Registry(conn).devices()

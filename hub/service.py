@@ -16,15 +16,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from hub.ingest import Ingestor, Prepared
+import psycopg
+
+from hub.detectors.health import HealthRow
+from hub.ingest import Ingestor, Prepared, add_findings, partition_of
 from hub.jobs import Scheduler
 from hub.metrics import HubMetrics, OpsServer
 from hub.mqtt import MqttSession
 from hub.registry import RegistryCache
 from hub.settings import Settings
-from hub.storage import Database, migrate
+from hub.storage import Database, StorageUnavailable, StoreBatch, migrate
+
+if TYPE_CHECKING:  # imported when the hub starts: the models take a moment to load
+    from hub.detectors.engine import DetectionEngine
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,7 @@ class Hub:
         async with Database(s.database_url, name="ankang-hub") as db:
             registry = RegistryCache(db, s.database_url)
             await registry.load_all()
+            engine = await self._engine(db, registry) if s.detection else None
             self._ingestor = Ingestor(
                 db,
                 registry,
@@ -68,6 +76,7 @@ class Hub:
                 partition=s.hub_partition,
                 partitions=s.hub_partitions,
                 retry_max_s=s.ingest_retry_max_s,
+                engine=engine,
             )
             session = MqttSession(
                 s.mqtt,
@@ -88,9 +97,16 @@ class Hub:
                     others = [
                         tg.create_task(self._commit_loop(mqtt, intake_done), name="hub.commit"),
                         tg.create_task(registry.listen(intake_done), name="hub.registry"),
-                        tg.create_task(Scheduler(db, s, self.metrics).run(intake_done), name="hub.jobs"),
+                        tg.create_task(
+                            Scheduler(db, s, self.metrics, self._baselines_loader(db, engine)).run(intake_done),
+                            name="hub.jobs",
+                        ),
                         tg.create_task(self._gauges(mqtt, intake_done), name="hub.gauges"),
                     ]
+                    if engine is not None:
+                        others.append(
+                            tg.create_task(self._detect_loop(engine, db, registry, intake_done), name="hub.detect")
+                        )
                     await stop.wait()
                     log.info("stopping: draining prepared batches")
                     intake.cancel()  # it may be waiting out a database outage
@@ -105,6 +121,78 @@ class Hub:
                         task.cancel()
             self._mqtt = None
         log.info("hub stopped")
+
+    def _owned(self, device_id: str) -> bool:
+        s = self._settings
+        return s.hub_partitions == 1 or partition_of(device_id, s.hub_partitions) == s.hub_partition
+
+    async def _engine(self, db: Database, registry: RegistryCache) -> DetectionEngine:
+        from hub.detectors.engine import DetectionEngine
+        from hub.detectors.fall import load_model
+
+        path = self._settings.fall_model
+        model = await asyncio.to_thread(load_model, Path(path) if path else None)
+        engine = DetectionEngine(registry.get, model)
+        owned = [d for d in registry.all() if self._owned(d.id)]
+        rows = await db.health_rows([d.id for d in owned])
+        health = [
+            HealthRow(
+                r[0], r[1], r[2].timestamp(), r[3].timestamp() if r[3] else None, r[4], r[5], r[6],
+                r[7].timestamp() if r[7] else None, r[8],
+            )  # fmt: skip
+            for r in rows
+        ]
+        engine.restore(owned, health, await db.inactivity_baselines(), time.time())
+        log.info("detection: %d devices watched, %d with stored health", len(owned), len(health))
+        return engine
+
+    @staticmethod
+    def _baselines_loader(db: Database, engine: DetectionEngine | None) -> Any:
+        if engine is None:
+            return None
+
+        async def load() -> None:
+            engine.set_baselines(await db.inactivity_baselines())
+
+        return load
+
+    async def _detect_loop(
+        self, engine: DetectionEngine, db: Database, registry: RegistryCache, done: asyncio.Event
+    ) -> None:
+        """Time-driven detection: heartbeat deadlines often, slower rules less often.
+
+        Findings that cannot be written (database away) are kept and retried, so an
+        offline detection during an outage is late but not lost.
+        """
+        s = self._settings
+        pending = StoreBatch()
+        last_slow = last_sync = 0.0
+        while not done.is_set():
+            now = time.time()
+            slow = now - last_slow >= s.detect_slow_tick_s
+            if now - last_sync >= 60.0:  # devices registered since the start owe a first message
+                owned = [d for d in registry.all() if self._owned(d.id)]
+                await asyncio.to_thread(engine.expect, owned, now)
+                last_sync = now
+            started = time.perf_counter()
+            output = await asyncio.to_thread(engine.tick, now, everything=slow)
+            self.metrics.stage_seconds.labels("tick").inc(time.perf_counter() - started)
+            if slow:
+                last_slow = now
+            if output:
+                add_findings(pending, output)
+            if pending.findings:
+                try:
+                    await db.write_findings(pending)
+                    pending = StoreBatch()
+                except StorageUnavailable as exc:
+                    log.warning("cannot store %d detections yet: %s", len(pending.detections), exc)
+                except psycopg.Error:
+                    # Refused, not unreachable: retrying the same rows would block every later one.
+                    log.exception("database refused %d detections; they are dropped", len(pending.detections))
+                    pending = StoreBatch()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), s.detect_tick_s)
 
     async def _drained(self) -> None:
         await self._queue.join()

@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     retention_messages_days: PositiveInt = 180
     retention_quarantine_days: PositiveInt = 30
     retention_rollups_days: PositiveInt = 3 * 366
+    baseline_interval_s: float = Field(default=24 * 3600.0, gt=0)  # inactivity baselines
+
+    # Detection. The fall model defaults to the one shipped with the hub.
+    detection: bool = True
+    fall_model: str | None = None
+    # Heartbeat deadlines are checked this often; slower rules (bed, inactivity) every
+    # ``detect_slow_tick_s``.
+    detect_tick_s: float = Field(default=0.5, gt=0, le=10)
+    detect_slow_tick_s: float = Field(default=5.0, gt=0, le=600)
 
     @field_validator("mqtt_url")
     @classmethod

@@ -10,6 +10,10 @@ All SQL of the ingest path lives here. A batch is written in one transaction:
    messages that were new. Either way a message is stored exactly once.
 3. Quarantine records are copied in the same transaction, so a message is acknowledged
    only when whatever became of it is durable.
+4. So are the detections the batch produced, the device health it changed and the quiet
+   spells it ended. Detections are keyed (``detections.key``): a batch redelivered after a
+   crash records the same detections once. A ``NOTIFY ankang_detections`` in the same
+   transaction wakes the alert service the moment they are committed.
 """
 
 from __future__ import annotations
@@ -46,6 +50,22 @@ class StoreBatch:
     events: list[tuple[str, datetime, int, str, Jsonb | None]] = field(default_factory=list)
     statuses: list[tuple[str, datetime, int, str, str | None, int | None]] = field(default_factory=list)
     quarantine: list[tuple[datetime, str, str | None, str, bytes]] = field(default_factory=list)
+    detections: list[DetectionRow] = field(default_factory=list)
+    health: list[HealthRecord] = field(default_factory=list)
+    gaps: list[tuple[str, datetime, float, int]] = field(default_factory=list)
+
+    @property
+    def findings(self) -> bool:
+        return bool(self.detections or self.health or self.gaps)
+
+
+# key, kind, level, t, subject, facility, room, resident, device, confidence, window start/end, detail
+DetectionRow = tuple[
+    str, str, str, datetime, str, str | None, str | None, str | None, str | None, float,
+    datetime | None, datetime | None, Jsonb,
+]  # fmt: skip
+# device, online, since, last_seen, battery_low, tamper, fault, fault_since, stuck
+HealthRecord = tuple[str, bool, datetime, datetime | None, bool, bool, bool, datetime | None, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +210,35 @@ class Database:
             )
             return {(r[0], r[1], int(r[2])) for r in await cur.fetchall()}
 
+    async def write_findings(self, batch: StoreBatch) -> None:
+        """Store detections and health that arose from time passing, not from a message."""
+        try:
+            async with self.connection() as conn, conn.transaction():
+                await _write_findings(conn, batch)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StorageUnavailable(str(exc).strip() or type(exc).__name__) from exc
+        except TimeoutError as exc:
+            raise StorageUnavailable(f"no database connection: {exc}") from exc
+
+    async def health_rows(self, device_ids: Sequence[str]) -> list[tuple[Any, ...]]:
+        async with self.connection() as conn:
+            cur = await conn.execute(
+                """
+                SELECT device_id, online, since, last_seen, battery_low, tamper, fault, fault_since, stuck
+                FROM device_health WHERE device_id = ANY(%s)
+                """,
+                (list(device_ids),),
+            )
+            return await cur.fetchall()
+
+    async def inactivity_baselines(self) -> dict[str, dict[int, float]]:
+        async with self.connection() as conn:
+            cur = await conn.execute("SELECT resident_id, local_hour, threshold_s FROM inactivity_baselines")
+            out: dict[str, dict[int, float]] = {}
+            for resident, hour, threshold in await cur.fetchall():
+                out.setdefault(resident, {})[int(hour)] = float(threshold)
+            return out
+
     async def write(self, batch: StoreBatch) -> WriteResult:
         """Store one batch atomically. Raises ``StorageUnavailable`` if the database is away."""
         try:
@@ -237,12 +286,52 @@ async def _write(conn: AsyncConnection[Any], batch: StoreBatch) -> WriteResult:
             stored = await _write_staged(conn, batch)
         if batch.quarantine:
             await _copy(conn, "quarantine", _QUARANTINE.columns, _QUARANTINE.types, batch.quarantine)
+        if batch.findings:
+            await _write_findings(conn, batch)
     return WriteResult(
         stored=stored,
         redelivered=len(batch.messages) - stored,
         quarantined=len(batch.quarantine),
         staged=staged,
     )
+
+
+async def _write_findings(conn: AsyncConnection[Any], batch: StoreBatch) -> None:
+    async with conn.cursor() as cur:
+        if batch.detections:
+            await cur.executemany(
+                """
+                INSERT INTO detections (key, kind, level, t, subject, facility_id, room_id, resident_id,
+                                        device_id, confidence, window_start, window_end, detail)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (key) DO NOTHING
+                """,
+                batch.detections,
+            )
+            await cur.execute("SELECT pg_notify('ankang_detections', '')")
+        if batch.health:
+            # Only for devices still registered: a device deleted meanwhile has no health.
+            await cur.executemany(
+                """
+                INSERT INTO device_health (device_id, online, since, last_seen, battery_low, tamper, fault,
+                                           fault_since, stuck, updated_at)
+                SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, now()
+                WHERE EXISTS (SELECT 1 FROM devices WHERE id = %s)
+                ON CONFLICT (device_id) DO UPDATE SET online = EXCLUDED.online, since = EXCLUDED.since,
+                    last_seen = greatest(device_health.last_seen, EXCLUDED.last_seen),
+                    battery_low = EXCLUDED.battery_low, tamper = EXCLUDED.tamper, fault = EXCLUDED.fault,
+                    fault_since = EXCLUDED.fault_since, stuck = EXCLUDED.stuck, updated_at = now()
+                """,
+                [(*row, row[0]) for row in batch.health],
+            )
+        if batch.gaps:
+            await cur.executemany(
+                """
+                INSERT INTO inactivity_gaps (resident_id, started, seconds, local_hour)
+                VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING
+                """,
+                batch.gaps,
+            )
 
 
 async def _write_staged(conn: AsyncConnection[Any], batch: StoreBatch) -> int:

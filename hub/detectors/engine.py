@@ -1,0 +1,331 @@
+"""The detection engine: routes each accepted message to its detectors.
+
+Detectors are keyed by what they watch:
+
+- per device: the fall detector of a wearable, the bed detector of a mat, device health;
+- per room (``facility/room``): fire and gas, so that two detectors in one room agree;
+- per resident: inactivity, fed by every device linked to the resident or their room.
+
+``feed`` takes a batch of messages with the hub time each arrived, and returns what was
+detected plus the bookkeeping to persist (health rows, quiet spells). ``tick`` runs the
+rules that fire on the passing of time: heartbeat deadlines on the hub's clock; "not back
+in bed", "absent all night" and inactivity in each source's device time, estimated as the
+hub time minus the offset seen on its last message (so a device with a skewed clock is
+judged by its own clock, and a simulation running faster than real time stays coherent).
+
+The engine is driven from one thread at a time (the hub holds ``lock``): feeding runs in
+a worker thread so that numpy and scikit-learn stay off the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from devices import Device, Event, Message, Status, Telemetry
+from hub.detectors.base import Detection
+from hub.detectors.bed import BedDetector
+from hub.detectors.fall import FallDetector, FallHit, FallModel
+from hub.detectors.fire import RoomFireDetector, RoomGasDetector
+from hub.detectors.health import DeviceHealth, HealthRow
+from hub.detectors.inactivity import Gap, InactivityDetector
+
+log = logging.getLogger(__name__)
+
+# A wearable block whose |a| varies more than this is someone moving (at rest the noise of
+# a MEMS part is ~0.01 g).
+ACTIVE_STD_G = 0.05
+FIRE_EVENTS = frozenset({"smoke_alarm", "smoke_alarm_cleared", "test"})
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A detection with the registry context it concerns."""
+
+    detection: Detection
+    facility_id: str | None
+    room_id: str | None
+    resident_id: str | None
+
+
+@dataclass(slots=True)
+class Output:
+    found: list[Found] = field(default_factory=list)
+    health: list[HealthRow] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.found or self.health or self.gaps)
+
+
+class DetectionEngine:
+    def __init__(self, lookup: Callable[[str], Device | None], fall_model: FallModel | None) -> None:
+        self._lookup = lookup
+        self._fall_model = fall_model
+        self.lock = threading.Lock()
+        self.health = DeviceHealth()
+        self._falls: dict[str, FallDetector] = {}
+        self._beds: dict[str, BedDetector] = {}
+        self._fires: dict[str, RoomFireDetector] = {}
+        self._gases: dict[str, RoomGasDetector] = {}
+        self._inactivity: dict[str, InactivityDetector] = {}
+        self._room_residents: dict[tuple[str, str], set[str]] = {}
+        self._facility_residents: dict[str, set[str]] = {}
+        self._resident_facility: dict[str, str] = {}
+        self._offsets: dict[str, float] = {}  # source -> hub time minus device time
+        self._leaks: dict[str, bool] = {}
+        self._baselines: dict[str, dict[int, float]] = {}
+
+    # -- set-up ---------------------------------------------------------------------
+
+    def restore(
+        self,
+        devices: Iterable[Device],
+        health: Iterable[HealthRow],
+        baselines: Mapping[str, Mapping[int, float]],
+        now: float,
+    ) -> None:
+        """Start from the registry and the persisted health of the devices this worker owns."""
+        devices = list(devices)
+        self._baselines = {r: dict(b) for r, b in baselines.items()}
+        self.health.restore(health, {d.id: float(d.heartbeat_s) for d in devices}, now)
+        for device in devices:
+            self._link(device)
+            self.health.expect(device.id, float(device.heartbeat_s), now)
+
+    def expect(self, devices: Iterable[Device], now: float) -> None:
+        """Watch devices registered while the hub runs (known ones are left as they are)."""
+        with self.lock:
+            for device in devices:
+                if self.health.online(device.id) is None:
+                    self._link(device)
+                    self.health.expect(device.id, float(device.heartbeat_s), now)
+
+    def set_baselines(self, baselines: Mapping[str, Mapping[int, float]]) -> None:
+        with self.lock:
+            self._baselines = {r: dict(b) for r, b in baselines.items()}
+            for resident, detector in self._inactivity.items():
+                detector.set_baseline(self._baselines.get(resident, {}))
+
+    def _link(self, device: Device) -> None:
+        if device.resident_id is None:
+            return
+        self._facility_residents.setdefault(device.facility_id, set()).add(device.resident_id)
+        self._resident_facility[device.resident_id] = device.facility_id
+        if device.room_id is not None:
+            self._room_residents.setdefault((device.facility_id, device.room_id), set()).add(device.resident_id)
+
+    # -- messages ---------------------------------------------------------------------
+
+    def feed(self, items: Sequence[tuple[Message, float]]) -> Output:
+        """Messages in arrival order, each with the hub time (epoch seconds) it arrived."""
+        out = Output()
+        with self.lock:
+            for msg, received in items:
+                device = self._lookup(msg.device_id)
+                if device is None:
+                    continue
+                try:
+                    self._message(device, msg, received, out)
+                except Exception:  # one detector's bug must not stop the stream
+                    log.exception("detector failed on a message from %s", msg.device_id)
+            out.health = self.health.take_changed()
+        return out
+
+    def _message(self, device: Device, msg: Message, received: float, out: Output) -> None:
+        t = msg.ts.timestamp()
+        self._offsets[device.id] = received - t
+        found = out.found
+        if isinstance(msg, Status) and msg.state == "offline":
+            self._emit(found, device, self.health.last_will(device.id, received))
+            return
+        self._link(device)
+        self._emit(found, device, self.health.heard(device.id, float(device.heartbeat_s), received))
+        if isinstance(msg, Telemetry):
+            self._telemetry(device, msg, t, out)
+        elif isinstance(msg, Event):
+            self._event(device, msg, t, received, out)
+
+    def _telemetry(self, device: Device, msg: Telemetry, t: float, out: Output) -> None:
+        found = out.found
+        metrics = msg.metrics
+        if metrics:
+            self._emit(found, device, self.health.metrics(device.id, t, metrics))
+        kind = device.kind
+        if kind == "wearable" and msg.acc_g is not None and msg.rate_hz is not None:
+            self._wearable(device, msg, t, out)
+        elif kind == "bed_sensor" and metrics:
+            bed = self._bed(device)
+            self._emit(found, device, bed.reading(t, metrics))
+            occupied = metrics.get("occupied")
+            if occupied is not None and math.isfinite(occupied):
+                for resident in self._residents(device):
+                    self._emit(found, device, self._resident(resident, device).bed(t, occupied >= 0.5))
+            if metrics.get("movement", 0.0) >= 3.0 and not (metrics.get("occupied", 0.0) >= 0.5):
+                self._activity(device, t, "bed", out)
+        elif kind == "smoke_detector" and metrics:
+            self._emit(found, device, self._fire(device).reading(device.id, t, metrics))
+        elif kind == "gas_detector" and metrics:
+            self._emit(found, device, self._gas(device).reading(device.id, t, metrics))
+        elif kind == "motion_sensor" and metrics.get("motion", 0.0) >= 0.5:
+            self._activity(device, t, "motion", out)
+        if "water_leak" in metrics:
+            self._leak(device, t, metrics["water_leak"] >= 0.5, found)
+
+    def _wearable(self, device: Device, msg: Telemetry, t: float, out: Output) -> None:
+        acc = msg.acc_g
+        assert acc is not None and msg.rate_hz is not None  # noqa: S101 - checked by the caller
+        magnitude = np.sqrt(np.einsum("ij,ij->i", acc, acc, dtype=np.float64))
+        flat = acc.shape[0] > 1 and bool(np.ptp(acc, axis=0).max() == 0.0)
+        self._emit(out.found, device, self.health.acceleration(device.id, t, flat))
+        if magnitude.size and float(np.std(magnitude)) > ACTIVE_STD_G:
+            self._activity(device, t, "wearable", out)
+        if self._fall_model is None:
+            return
+        detector = self._falls.get(device.id)
+        placement = device.placement or "waist"
+        if detector is None or detector.placement != placement:
+            detector = self._falls[device.id] = FallDetector(self._fall_model, placement)
+        for hit in detector.feed(t, msg.rate_hz, acc, msg.gyro_dps):
+            self._emit(out.found, device, [_fall_detection(device, hit, placement)])
+
+    def _event(self, device: Device, msg: Event, t: float, received: float, out: Output) -> None:
+        found = out.found
+        event, detail = msg.event, msg.detail
+        if event == "sos_pressed":
+            self._emit(found, device, [Detection("sos", "alarm", t, device.id, device_id=device.id, detail=dict(detail or {}))])
+            self._activity(device, t, "sos", out)
+        elif event in FIRE_EVENTS:
+            self._emit(found, device, self._fire(device).event(device.id, t, event, detail))
+        elif event == "gas_alarm":
+            self._emit(found, device, self._gas(device).event(device.id, t, event, detail))
+        elif event in ("tamper", "fault"):
+            self._emit(found, device, self.health.event(device.id, t, event, detail))
+        elif event in ("door_open", "door_closed"):
+            self._activity(device, t, "door", out)
+        elif event == "water_leak":
+            self._leak(device, t, not (detail is not None and detail.get("active") is False), found)
+
+    def _leak(self, device: Device, t: float, wet: bool, found: list[Found]) -> None:
+        if self._leaks.get(device.id, False) == wet:
+            return
+        self._leaks[device.id] = wet
+        level = "alarm" if wet else "clear"
+        self._emit(found, device, [Detection("water_leak", level, t, device.id, device_id=device.id)])
+
+    # -- detectors by subject -----------------------------------------------------------
+
+    def _bed(self, device: Device) -> BedDetector:
+        bed = self._beds.get(device.id)
+        if bed is None:
+            bed = self._beds[device.id] = BedDetector(device.id, device.care)
+        else:
+            bed.update_care(device.care)
+        return bed
+
+    @staticmethod
+    def room_of(device: Device) -> str:
+        return f"{device.facility_id}/{device.room_id or '-' + device.id}"
+
+    def _fire(self, device: Device) -> RoomFireDetector:
+        room = self.room_of(device)
+        self._offsets[room] = self._offsets[device.id]
+        detector = self._fires.get(room)
+        if detector is None:
+            detector = self._fires[room] = RoomFireDetector(room)
+        return detector
+
+    def _gas(self, device: Device) -> RoomGasDetector:
+        room = self.room_of(device)
+        self._offsets[room] = self._offsets[device.id]
+        detector = self._gases.get(room)
+        if detector is None:
+            detector = self._gases[room] = RoomGasDetector(room)
+        return detector
+
+    def _residents(self, device: Device) -> set[str]:
+        if device.resident_id is not None:
+            return {device.resident_id}
+        if device.room_id is not None:
+            return self._room_residents.get((device.facility_id, device.room_id), set())
+        return self._facility_residents.get(device.facility_id, set())
+
+    def _resident(self, resident: str, device: Device) -> InactivityDetector:
+        detector = self._inactivity.get(resident)
+        if detector is None:
+            detector = InactivityDetector(resident, device.care, self._baselines.get(resident))
+            self._inactivity[resident] = detector
+        self._offsets[f"resident:{resident}"] = self._offsets[device.id]
+        return detector
+
+    def _activity(self, device: Device, t: float, source: str, out: Output) -> None:
+        for resident in self._residents(device):
+            detector = self._resident(resident, device)
+            self._emit(out.found, device, detector.activity(t, source), resident=resident)
+            out.gaps.extend(detector.take_gaps())
+
+    def _emit(
+        self, found: list[Found], device: Device, detections: Iterable[Detection], resident: str | None = None
+    ) -> None:
+        for d in detections:
+            found.append(Found(d, device.facility_id, device.room_id, resident or device.resident_id))
+
+    # -- time ---------------------------------------------------------------------------
+
+    def tick(self, now: float, *, everything: bool = True) -> Output:
+        """Rules that fire on time passing; ``now`` is the hub's clock (epoch seconds).
+
+        Heartbeat deadlines are checked on every tick; with ``everything`` false the
+        slower rules (minutes to hours) are skipped, so that frequent ticks stay cheap.
+        """
+        out = Output()
+        with self.lock:
+            for d in self.health.tick(now):
+                device = self._lookup(d.subject)
+                if device is not None:
+                    self._emit(out.found, device, [d])
+            if not everything:
+                out.health = self.health.take_changed()
+                return out
+            for device_id, bed in self._beds.items():
+                device = self._lookup(device_id)
+                if device is not None:
+                    self._emit(out.found, device, bed.tick(now - self._offsets.get(device_id, 0.0)))
+            for room, fire in self._fires.items():
+                facility, _, room_id = room.partition("/")
+                for d in fire.tick(now - self._offsets.get(room, 0.0)):
+                    out.found.append(Found(d, facility, None if room_id.startswith("-") else room_id, None))
+            for room, gas in self._gases.items():
+                facility, _, room_id = room.partition("/")
+                for d in gas.tick(now - self._offsets.get(room, 0.0)):
+                    out.found.append(Found(d, facility, None if room_id.startswith("-") else room_id, None))
+            for resident, detector in self._inactivity.items():
+                offset = self._offsets.get(f"resident:{resident}", 0.0)
+                for d in detector.tick(now - offset):
+                    out.found.append(Found(d, self._resident_facility.get(resident), None, resident))
+            out.health = self.health.take_changed(with_seen=True)
+        return out
+
+
+def _fall_detection(device: Device, hit: FallHit, placement: str) -> Detection:
+    detail: dict[str, Any] = {
+        "placement": placement,
+        "delay_s": round(hit.decided_at - hit.t, 2),
+        "features": {k: round(float(v), 4) for k, v in hit.features.items()},
+    }
+    return Detection(
+        "fall",
+        "alarm",
+        hit.t,
+        device.id,
+        confidence=round(float(hit.confidence), 4),
+        device_id=device.id,
+        window=hit.window,
+        detail=detail,
+    )
