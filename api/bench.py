@@ -7,6 +7,10 @@ Phases (each with its own device ids, so that counts never mix):
     ``drain_messages`` is queued in the broker, and the consumer is started again. Its
     throughput is the backlog divided by the span of ``stored_at`` over the backlog, so the
     load generator's own speed does not limit the figure. hub/bare is the ratio.
+``hub-nodetect-drain``
+    The same with the hub's detectors switched off (``ANKANG_DETECTION=false``): the
+    hub-drain/hub-nodetect-drain ratio is what detection costs. Every benchmark message is
+    a wearable block, so the fall detector runs on each one.
 ``sustained``
     The load generator publishes at ``rate`` for ``duration`` seconds while the hub runs:
     the rate it keeps up with, and whether anything was lost or duplicated.
@@ -67,7 +71,7 @@ class BenchConfig:
     connections: int = 4
     inject_loss: int = 0
     inject_duplicates: int = 0
-    phases: tuple[str, ...] = ("bare-drain", "hub-drain", "sustained", "sweep", "lag")
+    phases: tuple[str, ...] = ("bare-drain", "hub-drain", "hub-nodetect-drain", "sustained", "sweep", "lag")
     # The sweep finds the highest live rate the hub keeps up with: the generator reaches
     # 95 % of the rate and the median lag stays within sweep_max_lag_s.
     sweep_rates: tuple[float, ...] = (1000.0, 2000.0, 3000.0, 3500.0, 4000.0, 4500.0, 5000.0, 6000.0)
@@ -178,7 +182,9 @@ class _Consumer:
             "ANKANG_METRICS_PORT": str(self.metrics_port),
             "ANKANG_JOBS_INITIAL_DELAY_S": "86400",  # no rollup or retention run inside a phase
         }
-        if self.kind == "hub":
+        if self.kind == "hub-nodetect":
+            env["ANKANG_DETECTION"] = "false"
+        if self.kind.startswith("hub"):
             args = [sys.executable, "-m", "api.cli", "hub", "--no-migrate"]
         else:
             args = [sys.executable, "-m", "hub.barepipe", self._mqtt_url, self._database_url, self.client_id]
@@ -204,7 +210,7 @@ class _Consumer:
             return False
 
     def stages(self) -> dict[str, float]:
-        if self.kind != "hub":
+        if not self.kind.startswith("hub"):
             return {}
         out: dict[str, float] = {}
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
@@ -497,6 +503,8 @@ class IngestBench:
             by_name["bare-drain"] = self.drain("bare")
         if "hub-drain" in phases:
             by_name["hub-drain"] = self.drain("hub")
+        if "hub-nodetect-drain" in phases:
+            by_name["hub-nodetect-drain"] = self.drain("hub-nodetect")
         if "sustained" in phases:
             by_name["sustained"] = self.live("sustained", self.cfg.rate)
         max_sustained: float | None = None
@@ -515,6 +523,7 @@ class IngestBench:
 def summarize(cfg: BenchConfig, phases: dict[str, PhaseResult]) -> dict[str, Any]:
     hub = phases.get("hub-drain")
     bare = phases.get("bare-drain")
+    nodetect = phases.get("hub-nodetect-drain")
     live = [p for k, p in phases.items() if k in ("sustained", "lag")]
     lag = phases.get("lag") or phases.get("sustained")
     hub_rate = hub.rate if hub else (phases["sustained"].rate if "sustained" in phases else 0.0)
@@ -523,6 +532,9 @@ def summarize(cfg: BenchConfig, phases: dict[str, PhaseResult]) -> dict[str, Any
         "samples_per_s": round(hub_rate * SAMPLES_PER_MESSAGE, 1),
         "bare_msgs_per_s": round(bare.rate, 1) if bare else None,
         "ratio": round(hub.rate / bare.rate, 3) if hub and bare and bare.rate else None,
+        "nodetect_msgs_per_s": round(nodetect.rate, 1) if nodetect else None,
+        "nodetect_ratio": round(nodetect.rate / bare.rate, 3) if nodetect and bare and bare.rate else None,
+        "detection_cost": round(hub.rate / nodetect.rate, 3) if hub and nodetect and nodetect.rate else None,
         "lost": sum(p.lost for p in phases.values()),
         "duplicated": sum(p.duplicated for p in phases.values()),
         "quarantined": sum(p.quarantined for p in phases.values()),

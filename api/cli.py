@@ -378,8 +378,10 @@ def bench_ingest(
         float, typer.Option(help="Lag phase rate, as a fraction of the hub's drain rate.")
     ] = 0.8,
     connections: Annotated[int, typer.Option(help="Load generator MQTT connections.")] = 4,
-    phases: Annotated[str, typer.Option(help="Comma-separated: bare-drain,hub-drain,sustained,sweep,lag")] = (
-        "bare-drain,hub-drain,sustained,sweep,lag"
+    phases: Annotated[
+        str, typer.Option(help="Comma-separated: bare-drain,hub-drain,hub-nodetect-drain,sustained,sweep,lag")
+    ] = (
+        "bare-drain,hub-drain,hub-nodetect-drain,sustained,sweep,lag"
     ),
     inject_loss: Annotated[
         int, typer.Option(help="Messages the generator skips but counts (checks accounting).")
@@ -399,7 +401,7 @@ def bench_ingest(
     from api.bench import BenchConfig, IngestBench
 
     chosen = tuple(p.strip() for p in phases.split(",") if p.strip())
-    unknown = set(chosen) - {"bare-drain", "hub-drain", "sustained", "sweep", "lag"}
+    unknown = set(chosen) - {"bare-drain", "hub-drain", "hub-nodetect-drain", "sustained", "sweep", "lag"}
     if unknown:
         typer.echo(f"unknown phases: {', '.join(sorted(unknown))}", err=True)
         raise typer.Exit(2)
@@ -544,6 +546,206 @@ def _print_bench(console: object, summary: dict[str, object]) -> None:
         f"duplicated {summary['duplicated']}; max sustained {summary.get('max_sustained_msgs_per_s')} msg/s; "
         f"p99 lag {summary['p99_lag_s']} s at {summary['lag_at_rate']} msg/s"
     )
+
+
+eval_app = typer.Typer(help="Detector evaluations (figures for docs/detection.md).", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("fire")
+def eval_fire(
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per simulated scenario.")] = 3,
+    cfast: Annotated[
+        bool, typer.Option(help="Also run NIST CFAST bedroom fires (needs the cfast binary).")
+    ] = True,
+    docs: Annotated[
+        Path | None, typer.Option(help="Markdown file whose fire-eval region is rewritten.")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Chart to write (default: docs/img/fire-eval.png).")
+    ] = None,
+    write_docs: Annotated[bool, typer.Option(help="Rewrite the docs region and the chart.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Score the room fire detector on simulated and CFAST fires, and on cooking and steam."""
+    import orjson
+
+    from api.fire_eval import evaluate, report, write_region
+    from api.fire_eval import plot as draw
+
+    root = Path(__file__).resolve().parent.parent
+    docs = docs or root / "docs" / "detection.md"
+    plot = plot or docs.parent / "img" / "fire-eval.png"
+    evaluation = evaluate(seeds, use_cfast=cfast, progress=lambda msg: typer.echo(msg, err=True))
+    summary = evaluation.summary()
+    if write_docs:
+        command = (
+            "ankang eval fire"
+            + (f" --seeds {seeds}" if seeds != 3 else "")
+            + ("" if cfast else " --no-cfast")
+        )
+        draw(evaluation, plot)
+        write_region(docs, report(evaluation, summary, os.path.relpath(plot, docs.parent), command))
+        typer.echo(f"wrote {plot} and the fire-eval region of {docs}", err=True)
+    if as_json:
+        typer.echo(orjson.dumps(summary).decode())
+        return
+    for key, row in summary["fires"].items():
+        alarm = row["alarm_s"]
+        typer.echo(
+            f"{key:<28} runs {row['runs']:>3}  misses {row['misses']}  alarm s median {alarm['median']} "
+            f"(min {alarm['min']}, max {alarm['max']})  causes {row['alarm_causes']}"
+        )
+    for key, row in summary["nuisances"].items():
+        typer.echo(
+            f"{key:<28} runs {row['runs']:>3}  fire alarms {row['fire_alarms']}  "
+            f"prealarms {row['prealarms']}  clears {row['clears']}"
+        )
+    if summary["cfast"]["error"] and cfast:
+        typer.echo(f"CFAST did not run: {summary['cfast']['error']}", err=True)
+
+
+train_app = typer.Typer(help="Train detector models.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("fall")
+def train_fall(
+    seed: Annotated[int, typer.Option(help="Seed of the training data and the fit.")] = 7,
+    out: Annotated[
+        Path | None, typer.Option(help="Model file to write (default: the shipped fall-v1.skops).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Train the fall classifier on simulated falls and real daily living (UCI HAPT)."""
+    import orjson
+
+    from api.falls import DatasetError, Recipe, progress_printer, train
+    from hub.detectors.fall import MODEL_PATH
+
+    try:
+        summary = train(out or MODEL_PATH, Recipe(seed=seed), progress=progress_printer())
+    except DatasetError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(orjson.dumps(summary).decode())
+        return
+    typer.echo(
+        f"wrote {summary['model']} ({summary['model_bytes']} bytes): {summary['rows']} candidates, "
+        f"{summary['positives']} falls; features {summary['seconds']['features']} s, "
+        f"fit {summary['seconds']['fit']} s"
+    )
+
+
+@eval_app.command("fall")
+def eval_fall(
+    model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped one).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out simulated clips.")] = 11,
+    falls: Annotated[
+        int, typer.Option(min=1, help="Falls per kind x placement x rate (5 x 3 x 4 cells).")
+    ] = 20,
+    adl: Annotated[int, typer.Option(min=1, help="Daily-living clips per placement x rate.")] = 25,
+    docs: Annotated[
+        Path | None, typer.Option(help="Markdown file whose fall-eval region is rewritten.")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Chart to write (default: docs/img/fall-eval.png).")
+    ] = None,
+    write_docs: Annotated[bool, typer.Option(help="Rewrite the docs region and the chart.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Score the fall detector on held-out simulated falls and daily living, and on UCI HAPT."""
+    import orjson
+
+    from api.falls import DatasetError, evaluate, plot_report, progress_printer, report_markdown, write_report
+
+    root = Path(__file__).resolve().parent.parent
+    docs = docs or root / "docs" / "detection.md"
+    plot = plot or docs.parent / "img" / "fall-eval.png"
+    try:
+        summary, outcomes = evaluate(
+            model, seed=seed, falls_per_cell=falls, adl_per_cell=adl, progress=progress_printer()
+        )
+    except DatasetError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    if write_docs:
+        command = (
+            "ankang eval fall"
+            + (f" --model {model}" if model else "")
+            + (f" --seed {seed}" if seed != 11 else "")
+            + (f" --falls {falls}" if falls != 20 else "")
+            + (f" --adl {adl}" if adl != 25 else "")
+        )
+        plot_report(summary, outcomes, plot)
+        write_report(docs, report_markdown(summary, command, os.path.relpath(plot, docs.parent)))
+        typer.echo(f"wrote {plot} and the fall-eval region of {docs}", err=True)
+    if as_json:
+        typer.echo(orjson.dumps(summary).decode())
+        return
+    sim, hapt, delay = summary["simulated"], summary["hapt"], summary["delay_s"]
+    typer.echo(
+        f"sensitivity {sim['sensitivity']['rate']} ({sim['sensitivity']['k']}/{sim['sensitivity']['n']}), "
+        f"specificity {sim['specificity']['rate']} ({sim['specificity']['k']}/{sim['specificity']['n']}), "
+        f"HAPT false alarms {hapt['false_alarms']} in {hapt['hours']} h ({hapt['per_hour']}/h), "
+        f"delay median {delay['median']} s, p95 {delay['p95']} s, max {delay['max']} s"
+    )
+
+
+@app.command()
+def replay(
+    files: Annotated[
+        list[Path] | None, typer.Argument(metavar="[FILE]...", help="CSV files: t,ax,ay,az[,gx,gy,gz].")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Sampling rate in Hz, for files without a regular t column.")
+    ] = None,
+    placement: Annotated[str, typer.Option(help="waist, chest or wrist.")] = "waist",
+    device: Annotated[str | None, typer.Option(help="Replay a device's stored waveforms instead.")] = None,
+    since: Annotated[str | None, typer.Option(help="With --device: start, ISO 8601.")] = None,
+    until: Annotated[str | None, typer.Option(help="With --device: end, ISO 8601 (default: now).")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="With --device (default: ANKANG_DATABASE_URL).")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes for many files.")] = 2,
+    model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped one).")] = None,
+) -> None:
+    """Run the fall detector over recorded acceleration; print one JSON line per detection."""
+    from api.replay import ReplayError, replay_device, replay_files
+
+    if placement not in ("waist", "chest", "wrist"):
+        typer.echo("--placement must be waist, chest or wrist", err=True)
+        raise typer.Exit(2)
+    if device is not None:
+        if files:
+            typer.echo("give either files or --device, not both", err=True)
+            raise typer.Exit(2)
+        if since is None:
+            typer.echo("--device needs --since", err=True)
+            raise typer.Exit(2)
+        url = database_url or _settings().database_url
+        try:
+            for line in replay_device(url, device, since, until, model=model):
+                typer.echo(line)
+        except ReplayError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+        return
+    if not files:
+        typer.echo("give one or more CSV files, or --device", err=True)
+        raise typer.Exit(2)
+    failed = replay_files(
+        files,
+        placement=placement,
+        rate=rate,
+        workers=workers,
+        model=model,
+        out=typer.echo,
+        err=lambda line: typer.echo(line, err=True),
+    )
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -203,7 +203,8 @@ async def run_inactivity_baselines(db: Database, *, now: datetime | None = None)
         )
         learned = cur.rowcount
         await conn.execute(
-            "DELETE FROM inactivity_gaps WHERE started < %s", (at - timedelta(days=2 * inactivity.BASELINE_DAYS),)
+            "DELETE FROM inactivity_gaps WHERE started < %s",
+            (at - timedelta(days=2 * inactivity.BASELINE_DAYS),),
         )
         detail = {"hours_learned": learned}
         await _record(conn, "inactivity_baselines", watermark=at, detail=detail)

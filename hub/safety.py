@@ -31,7 +31,7 @@ class Coverage:
 
 
 @dataclass(frozen=True, slots=True)
-class TestCompliance:
+class AlarmTestCompliance:
     facility_id: str
     month: date
     detectors: int
@@ -57,9 +57,9 @@ async def fire_coverage(conn: AsyncConnection[Any], facility_ids: list[str] | No
     return [Coverage(r[0], int(r[1]), int(r[2]), tuple(r[3])) for r in await cur.fetchall()]
 
 
-async def test_compliance(
+async def alarm_test_compliance(
     conn: AsyncConnection[Any], month: date, facility_ids: list[str] | None = None
-) -> list[TestCompliance]:
+) -> list[AlarmTestCompliance]:
     """Test events from smoke detectors in ``month`` (its first day), per facility."""
     first = month.replace(day=1)
     cur = await conn.execute(
@@ -75,4 +75,4 @@ async def test_compliance(
         """,
         {"first": first, "ids": facility_ids},
     )
-    return [TestCompliance(r[0], first, int(r[1]), int(r[2]), int(r[3])) for r in await cur.fetchall()]
+    return [AlarmTestCompliance(r[0], first, int(r[1]), int(r[2]), int(r[3])) for r in await cur.fetchall()]

@@ -98,14 +98,18 @@ class Hub:
                         tg.create_task(self._commit_loop(mqtt, intake_done), name="hub.commit"),
                         tg.create_task(registry.listen(intake_done), name="hub.registry"),
                         tg.create_task(
-                            Scheduler(db, s, self.metrics, self._baselines_loader(db, engine)).run(intake_done),
+                            Scheduler(db, s, self.metrics, self._baselines_loader(db, engine)).run(
+                                intake_done
+                            ),
                             name="hub.jobs",
                         ),
                         tg.create_task(self._gauges(mqtt, intake_done), name="hub.gauges"),
                     ]
                     if engine is not None:
                         others.append(
-                            tg.create_task(self._detect_loop(engine, db, registry, intake_done), name="hub.detect")
+                            tg.create_task(
+                                self._detect_loop(engine, db, registry, intake_done), name="hub.detect"
+                            )
                         )
                     await stop.wait()
                     log.info("stopping: draining prepared batches")
@@ -137,9 +141,16 @@ class Hub:
         rows = await db.health_rows([d.id for d in owned])
         health = [
             HealthRow(
-                r[0], r[1], r[2].timestamp(), r[3].timestamp() if r[3] else None, r[4], r[5], r[6],
-                r[7].timestamp() if r[7] else None, r[8],
-            )  # fmt: skip
+                r[0],
+                r[1],
+                r[2].timestamp(),
+                r[3].timestamp() if r[3] else None,
+                r[4],
+                r[5],
+                r[6],
+                r[7].timestamp() if r[7] else None,
+                r[8],
+            )
             for r in rows
         ]
         engine.restore(owned, health, await db.inactivity_baselines(), time.time())

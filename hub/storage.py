@@ -229,7 +229,7 @@ class Database:
                 """,
                 (list(device_ids),),
             )
-            return await cur.fetchall()
+            return list(await cur.fetchall())
 
     async def inactivity_baselines(self) -> dict[str, dict[int, float]]:
         async with self.connection() as conn:

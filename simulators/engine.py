@@ -251,6 +251,8 @@ class Simulation:
             base["metrics"] = dev.bed.sample(self._tod(t))
         elif kind == "smoke_detector":
             air = self._room(dev).air(t)
+            # a thermistor reads with a little noise; a value that never moves is a stuck sensor
+            air["temp_c"] += float(dev.rng.normal(0.0, 0.05))
             smoke = air["smoke_density_pct_m"]
             if not dev.latched and smoke >= SMOKE_ALARM_PCT_M:
                 dev.latched = True

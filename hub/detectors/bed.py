@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from devices import CareProfile
-from hub.detectors.base import Detection
+from hub.detectors.base import Detection, Kind, Level
 
 SUSTAIN_S: Final = 120.0
 OUT_FRACTION: Final = 0.8
@@ -65,7 +65,7 @@ class BedDetector:
             "rr_rpm": _Vital(*care.rr_range, deque()),
         }
         self._apnea_since: float | None = None
-        self._apnea_level: str | None = None
+        self._apnea_level: Level | None = None
 
     def update_care(self, care: CareProfile) -> None:
         if care != self._care:
@@ -154,12 +154,20 @@ class BedDetector:
                 self._not_returned = True
                 out.append(
                     self._det(
-                        "bed_not_returned", "alarm", due, {"minutes": care.bed_return_min}, window=(self._exit_t, due)
+                        "bed_not_returned",
+                        "alarm",
+                        due,
+                        {"minutes": care.bed_return_min},
+                        window=(self._exit_t, due),
                     )
                 )
         night = self._night_of(now)
         if night is not None and night != self._night_start and now - self._last_t < STALE_S:
-            self._night_start, self._in_bed_tonight, self._absent_reported = night, bool(self._occupied), False
+            self._night_start, self._in_bed_tonight, self._absent_reported = (
+                night,
+                bool(self._occupied),
+                False,
+            )
         if (
             night is not None
             and night == self._night_start
@@ -170,7 +178,11 @@ class BedDetector:
             due = night + care.bed_absent_min * 60
             if now >= due:
                 self._absent_reported = True
-                out.append(self._det("bed_absent", "alarm", due, {"minutes": care.bed_absent_min}, window=(night, due)))
+                out.append(
+                    self._det(
+                        "bed_absent", "alarm", due, {"minutes": care.bed_absent_min}, window=(night, due)
+                    )
+                )
         return out
 
     # -- vitals -------------------------------------------------------------------------
@@ -210,14 +222,14 @@ class BedDetector:
             self._apnea_since = t
             return []
         gap = t - self._apnea_since
-        level = "alarm" if gap >= APNEA_ALARM_S else "warning" if gap >= APNEA_MIN_S else None
+        level: Level | None = "alarm" if gap >= APNEA_ALARM_S else "warning" if gap >= APNEA_MIN_S else None
         if level is None or level == self._apnea_level:
             return []
         self._apnea_level = level
         return [
             self._det(
                 "apnea",
-                level,  # type: ignore[arg-type]
+                level,
                 self._apnea_since,
                 {"seconds": round(gap, 1)},
                 window=(self._apnea_since, t),
@@ -226,15 +238,15 @@ class BedDetector:
 
     def _det(
         self,
-        kind: str,
-        level: str,
+        kind: Kind,
+        level: Level,
         t: float,
         detail: Mapping[str, object],
         window: tuple[float, float] | None = None,
     ) -> Detection:
         return Detection(
-            kind,  # type: ignore[arg-type]
-            level,  # type: ignore[arg-type]
+            kind,
+            level,
             t,
             self.device_id,
             device_id=self.device_id,

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from devices import Device, Event, Message, Status, Telemetry
-from hub.detectors.base import Detection
+from hub.detectors.base import Detection, Level
 from hub.detectors.bed import BedDetector
 from hub.detectors.fall import FallDetector, FallHit, FallModel
 from hub.detectors.fire import RoomFireDetector, RoomGasDetector
@@ -119,7 +119,9 @@ class DetectionEngine:
         self._facility_residents.setdefault(device.facility_id, set()).add(device.resident_id)
         self._resident_facility[device.resident_id] = device.facility_id
         if device.room_id is not None:
-            self._room_residents.setdefault((device.facility_id, device.room_id), set()).add(device.resident_id)
+            self._room_residents.setdefault((device.facility_id, device.room_id), set()).add(
+                device.resident_id
+            )
 
     # -- messages ---------------------------------------------------------------------
 
@@ -180,7 +182,8 @@ class DetectionEngine:
 
     def _wearable(self, device: Device, msg: Telemetry, t: float, out: Output) -> None:
         acc = msg.acc_g
-        assert acc is not None and msg.rate_hz is not None  # noqa: S101 - checked by the caller
+        if acc is None or msg.rate_hz is None:
+            return
         magnitude = np.sqrt(np.einsum("ij,ij->i", acc, acc, dtype=np.float64))
         flat = acc.shape[0] > 1 and bool(np.ptp(acc, axis=0).max() == 0.0)
         self._emit(out.found, device, self.health.acceleration(device.id, t, flat))
@@ -199,7 +202,11 @@ class DetectionEngine:
         found = out.found
         event, detail = msg.event, msg.detail
         if event == "sos_pressed":
-            self._emit(found, device, [Detection("sos", "alarm", t, device.id, device_id=device.id, detail=dict(detail or {}))])
+            self._emit(
+                found,
+                device,
+                [Detection("sos", "alarm", t, device.id, device_id=device.id, detail=dict(detail or {}))],
+            )
             self._activity(device, t, "sos", out)
         elif event in FIRE_EVENTS:
             self._emit(found, device, self._fire(device).event(device.id, t, event, detail))
@@ -216,7 +223,7 @@ class DetectionEngine:
         if self._leaks.get(device.id, False) == wet:
             return
         self._leaks[device.id] = wet
-        level = "alarm" if wet else "clear"
+        level: Level = "alarm" if wet else "clear"
         self._emit(found, device, [Detection("water_leak", level, t, device.id, device_id=device.id)])
 
     # -- detectors by subject -----------------------------------------------------------

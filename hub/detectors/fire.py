@@ -73,11 +73,11 @@ SMOKE_CO_PPM: Final = 40.0
 # alarm is interpolated log-log (a power law, as the windows themselves are).
 CO_CURVE: Final[tuple[tuple[float, float], ...]] = ((70.0, 100.0), (150.0, 25.0), (400.0, 8.0))  # (ppm, min)
 # Below this, nothing accumulates: a third above the 30 ppm no-alarm level, to leave room
-# for sensor error (UL 2034 accepts roughly ±30 % at 70 ppm).
+# for the error of an electrochemical cell near zero.
 CO_FLOOR_PPM: Final = 40.0
 CO_MIN_ALARM_MIN: Final = 1.0  # above the curve's last point the time shrinks, but not below this
 # The dose stands for carboxyhaemoglobin, which UL 2034's curve is built to keep under 10 %;
-# it washes out with a half-life of about four hours in room air at rest.
+# it washes out with a half-life commonly given as four to five hours in room air at rest.
 CO_HALF_LIFE_S: Final = 4 * 3600.0
 CO_PREALARM_DOSE: Final = 0.5
 CO_MAX_GAP_S: Final = 120.0  # a silent detector's gap counts as this much exposure at most
@@ -91,8 +91,11 @@ ROR_MIN_SPAN_S: Final = 20.0
 ROR_MIN_POINTS: Final = 3
 
 # The room's baseline temperature follows slow changes (day and night, heating) but not a
-# fire; a baseline above 40 °C is not a room's normal, whatever the first reading was.
-BASELINE_UP_TAU_S: Final = 1800.0
+# fire: it moves only while the temperature is steady (under 1 °C/min, or within 3 °C of the
+# baseline when there are too few readings for a rate) and no criterion is met, upwards with a
+# 10 min time constant and downwards with 5 min. A baseline above 40 °C is not a room's
+# normal, whatever the first reading was.
+BASELINE_UP_TAU_S: Final = 600.0
 BASELINE_DOWN_TAU_S: Final = 300.0
 BASELINE_MAX_C: Final = 40.0
 
@@ -118,20 +121,22 @@ GAS_ALARM_LEL: Final = 25.0
 GAS_QUIET_LEL: Final = 8.0
 
 _RANK: Final = {"none": 0, "prealarm": 1, "warning": 1, "alarm": 2}
-_CONFIDENCE: Final[Mapping[str, float]] = {
-    "smoke_event": 0.9,
-    "fixed_heat": 0.9,
-    "rate_of_rise": 0.8,
-    "multi_criteria": 0.85,
-    "co": 0.75,
-    "smoke+heat": 0.9,
-    "smoke+co": 0.85,
-    "smoke": 0.4,
-    "heat": 0.5,
-    "co_rising": 0.5,
-    "gas_event": 0.95,
-    "lel_alarm": 0.9,
-    "lel_warning": 0.6,
+# How much one cause says on its own, and which sensing channel it rests on. Causes that read
+# the same thermistor are not independent evidence; another channel or another detector is.
+_CONFIDENCE: Final[Mapping[str, tuple[float, frozenset[str]]]] = {
+    "smoke_event": (0.9, frozenset({"smoke"})),
+    "fixed_heat": (0.9, frozenset({"heat"})),
+    "rate_of_rise": (0.8, frozenset({"heat"})),
+    "multi_criteria": (0.85, frozenset({"heat"})),
+    "co": (0.75, frozenset({"co"})),
+    "smoke+heat": (0.9, frozenset({"smoke", "heat"})),
+    "smoke+co": (0.85, frozenset({"smoke", "co"})),
+    "smoke": (0.4, frozenset({"smoke"})),
+    "heat": (0.5, frozenset({"heat"})),
+    "co_rising": (0.5, frozenset({"co"})),
+    "gas_event": (0.95, frozenset({"gas"})),
+    "lel_alarm": (0.9, frozenset({"gas"})),
+    "lel_warning": (0.6, frozenset({"gas"})),
 }
 
 RoomLevel = Literal["none", "prealarm", "warning", "alarm"]
@@ -153,11 +158,13 @@ def _metric(metrics: Mapping[str, float], name: str) -> float | None:
 
 
 def _confidence(causes: set[str], detectors: int) -> float:
-    """Independent-ish evidence: each extra criterion or agreeing detector halves the doubt."""
-    doubt = 1.0
-    for cause in causes:
-        doubt *= 1.0 - _CONFIDENCE.get(cause, 0.5)
-    doubt *= 0.5 ** max(0, detectors - 1)
+    """The strongest cause, with its doubt halved by each further channel and each further detector."""
+    if not causes:
+        return 0.0
+    known = [_CONFIDENCE.get(c, (0.5, frozenset({c}))) for c in causes]
+    base = max(conf for conf, _ in known)
+    channels = set().union(*(ch for _, ch in known))
+    doubt = (1.0 - base) * 0.5 ** (len(channels) - 1) * 0.5 ** max(0, detectors - 1)
     return round(min(0.99, 1.0 - doubt), 3)
 
 
@@ -174,7 +181,7 @@ def co_minutes_to_alarm(ppm: float) -> float:
         k = next(i for i in range(len(pts) - 1) if pts[i][0] <= ppm <= pts[i + 1][0])
         (c0, m0), (c1, m1) = pts[k], pts[k + 1]
     slope = math.log(m1 / m0) / math.log(c1 / c0)
-    minutes = m0 * (ppm / c0) ** slope
+    minutes = m0 * math.exp(slope * math.log(ppm / c0))
     return max(CO_MIN_ALARM_MIN, minutes)
 
 
@@ -183,7 +190,7 @@ def rise_rate_c_per_min(points: list[tuple[float, float]]) -> float | None:
     if len(points) < ROR_MIN_POINTS or points[-1][0] - points[0][0] < ROR_MIN_SPAN_S:
         return None
     slopes = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in combinations(points, 2) if b[0] > a[0]]
-    return 60.0 * statistics.median(slopes) if slopes else None
+    return 60.0 * float(statistics.median(slopes)) if slopes else None
 
 
 # -- the room episode -------------------------------------------------------------------
@@ -242,11 +249,6 @@ class _FireDevice:
     quiet: bool = True
     values: dict[str, float] = field(default_factory=dict)
 
-    def level_rank(self) -> int:
-        if self.latched_t is not None or self.alarm_run:
-            return 2
-        return 1 if self.pre_run else 0
-
 
 class RoomFireDetector:
     """Fire in one room, from every smoke/heat/CO detector in it."""
@@ -290,8 +292,10 @@ class RoomFireDetector:
         dev.quiet = self._quiet(dev)
         return self._decide(t, device_id)
 
-    def event(self, device_id: str, t: float, event: str, detail: Mapping[str, Any] | None) -> list[Detection]:
-        if not math.isfinite(t):
+    def event(
+        self, device_id: str, t: float, event: str, detail: Mapping[str, Any] | None
+    ) -> list[Detection]:
+        if not math.isfinite(t) or event not in ("test", "smoke_alarm", "smoke_alarm_cleared"):
             return []
         dev = self._device(device_id, t)
         if event == "test":
@@ -300,7 +304,13 @@ class RoomFireDetector:
             dev.test_t = t
             return [
                 Detection(
-                    "fire_test", "info", t, self.room, device_id=device_id, window=(t, t), detail={"event": "test"}
+                    "fire_test",
+                    "info",
+                    t,
+                    self.room,
+                    device_id=device_id,
+                    window=(t, t),
+                    detail={"event": "test"},
                 )
             ]
         if event == "smoke_alarm":
@@ -309,7 +319,7 @@ class RoomFireDetector:
             dev.alarm_event_t = t
             if self._is_test(dev, t, dev.values.get("smoke_density_pct_m")):
                 return []
-            obscuration = _metric(detail or {}, "obscuration_pct_m") if detail else None
+            obscuration = _metric(detail, "obscuration_pct_m") if detail else None
             if obscuration is not None:
                 dev.values["event_obscuration_pct_m"] = obscuration
             if dev.latched_t is None:
@@ -323,8 +333,6 @@ class RoomFireDetector:
             # readings have been normal for a while (see _decide)
             dev.latched_t = None
             dev.quiet = self._quiet(dev)
-        else:
-            return []
         return self._decide(t, device_id)
 
     def tick(self, now: float) -> list[Detection]:
@@ -375,7 +383,11 @@ class RoomFireDetector:
         ror = rise_rate_c_per_min(points)
         if dev.baseline is None:
             dev.baseline = min(temp, BASELINE_MAX_C)
-        elif dev.pre_run == 0 and dev.latched_t is None and (ror is None or abs(ror) < 1.0):
+        elif (
+            dev.pre_run == 0
+            and dev.latched_t is None
+            and (abs(ror) < 1.0 if ror is not None else abs(temp - dev.baseline) < ROR_MIN_RISE_C / 2)
+        ):
             prev = [p for p in samples if p[0] < t]
             dt = t - prev[-1][0] if prev else 0.0
             tau = BASELINE_UP_TAU_S if temp > dev.baseline else BASELINE_DOWN_TAU_S
@@ -472,8 +484,9 @@ class RoomFireDetector:
         latched = [k for k, d in devices.items() if d.latched_t is not None]
         alarm_now = [k for k, d in devices.items() if d.alarm_run and self._fresh(d, t)]
         pre_now = [k for k, d in devices.items() if d.pre_run and self._fresh(d, t)]
+        target: Literal["alarm", "prealarm"]
         if latched or any(devices[k].alarm_run >= PERSIST_READINGS for k in alarm_now) or len(alarm_now) >= 2:
-            target: RoomLevel = "alarm"
+            target = "alarm"
         elif any(devices[k].pre_run >= PERSIST_READINGS for k in pre_now) or len(pre_now) >= 2:
             target = "prealarm"
         else:
@@ -531,9 +544,6 @@ class RoomFireDetector:
         since = episode.normal_since
         assert since is not None  # noqa: S101 - clear_due checked it
         episode.level, episode.normal_since = "none", None
-        for dev in self._devices.values():
-            dev.pre_run = dev.alarm_run = 0
-            dev.run_since = None
         return [
             Detection(
                 "fire",
@@ -607,7 +617,9 @@ class RoomGasDetector:
             dev.latched_t = None  # the detector's own alarm has no all-clear event: the air is the word
         return self._decide(t, device_id)
 
-    def event(self, device_id: str, t: float, event: str, detail: Mapping[str, Any] | None) -> list[Detection]:
+    def event(
+        self, device_id: str, t: float, event: str, detail: Mapping[str, Any] | None
+    ) -> list[Detection]:
         if not math.isfinite(t) or event != "gas_alarm":
             return []
         dev = self._device(device_id, t)
@@ -616,7 +628,7 @@ class RoomGasDetector:
         dev.event_t = t
         if dev.latched_t is None:
             dev.latched_t = t
-        reported = _metric(detail or {}, "lel_pct") if detail else None
+        reported = _metric(detail, "lel_pct") if detail else None
         if reported is not None and (dev.last_t is None or t >= dev.last_t):
             dev.lel = reported
         return self._decide(t, device_id)
@@ -688,9 +700,6 @@ class RoomGasDetector:
         since = episode.normal_since
         assert since is not None  # noqa: S101 - clear_due checked it
         episode.level, episode.normal_since = "none", None
-        for dev in self._devices.values():
-            dev.warn_run = dev.alarm_run = 0
-            dev.run_since = None
         return [
             Detection(
                 "gas",

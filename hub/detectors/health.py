@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from hub.detectors.base import Detection
+from hub.detectors.base import Detection, Kind, Level
 
 GRACE: Final = 1.5
 BATTERY_LOW_PCT: Final = 20.0
@@ -226,7 +226,12 @@ class DeviceHealth:
                 self._dirty.add(device_id)
                 out.append(
                     Detection(
-                        "low_battery", "warning", t, device_id, device_id=device_id, detail={"battery_pct": battery}
+                        "low_battery",
+                        "warning",
+                        t,
+                        device_id,
+                        device_id=device_id,
+                        detail={"battery_pct": battery},
                     )
                 )
             elif state.battery_low and battery >= BATTERY_OK_PCT:
@@ -234,7 +239,12 @@ class DeviceHealth:
                 self._dirty.add(device_id)
                 out.append(
                     Detection(
-                        "low_battery", "clear", t, device_id, device_id=device_id, detail={"battery_pct": battery}
+                        "low_battery",
+                        "clear",
+                        t,
+                        device_id,
+                        device_id=device_id,
+                        detail={"battery_pct": battery},
                     )
                 )
         for metric, (seconds, readings) in STUCK_RULES.items():
@@ -251,7 +261,14 @@ class DeviceHealth:
         return self._same(device_id, state, "acc_g", 1.0 if flat else math.nan, t, FLAT_ACC_STUCK_S, 10)
 
     def _same(
-        self, device_id: str, state: _State, metric: str, value: float, t: float, seconds: float, readings: int
+        self,
+        device_id: str,
+        state: _State,
+        metric: str,
+        value: float,
+        t: float,
+        seconds: float,
+        readings: int,
     ) -> list[Detection]:
         prev = state.same.get(metric)
         if prev is not None and prev[0] == value and t >= prev[1]:
@@ -262,7 +279,11 @@ class DeviceHealth:
                 state.stuck.discard(metric)
                 self._dirty.add(device_id)
                 state.same[metric] = (value, first, count)
-                return [Detection("stuck_sensor", "clear", t, device_id, device_id=device_id, detail={"metric": metric})]
+                return [
+                    Detection(
+                        "stuck_sensor", "clear", t, device_id, device_id=device_id, detail={"metric": metric}
+                    )
+                ]
         state.same[metric] = (value, first, count)
         if metric not in state.stuck and count >= readings and t - first >= seconds:
             state.stuck.add(metric)
@@ -275,12 +296,19 @@ class DeviceHealth:
                     device_id,
                     device_id=device_id,
                     window=(first, t),
-                    detail={"metric": metric, "value": value, "unchanged_s": round(t - first), "readings": count},
+                    detail={
+                        "metric": metric,
+                        "value": value,
+                        "unchanged_s": round(t - first),
+                        "readings": count,
+                    },
                 )
             ]
         return []
 
-    def event(self, device_id: str, t: float, event: str, detail: Mapping[str, Any] | None) -> list[Detection]:
+    def event(
+        self, device_id: str, t: float, event: str, detail: Mapping[str, Any] | None
+    ) -> list[Detection]:
         state = self._devices.get(device_id)
         if state is None or event not in ("tamper", "fault"):
             return []
@@ -297,8 +325,9 @@ class DeviceHealth:
             state.fault = active
             state.fault_since = t if active else None
         self._dirty.add(device_id)
-        kind = "tamper" if event == "tamper" else "fault"
-        return [Detection(kind, "warning" if active else "clear", t, device_id, device_id=device_id, detail=info)]
+        kind: Kind = "tamper" if event == "tamper" else "fault"
+        level: Level = "warning" if active else "clear"
+        return [Detection(kind, level, t, device_id, device_id=device_id, detail=info)]
 
     def take_changed(self, *, with_seen: bool = False) -> list[HealthRow]:
         """Rows changed since the last call, to be persisted; ``with_seen`` adds every

@@ -48,7 +48,9 @@ class Gap:
 
 
 class InactivityDetector:
-    def __init__(self, resident_id: str, care: CareProfile, baseline: Mapping[int, float] | None = None) -> None:
+    def __init__(
+        self, resident_id: str, care: CareProfile, baseline: Mapping[int, float] | None = None
+    ) -> None:
         self.resident_id = resident_id
         self._care = care
         self._tz = ZoneInfo(care.tz)

@@ -59,7 +59,7 @@ def test_many_devices_each_at_its_own_deadline() -> None:
     for i in range(1000):
         h.heard(f"d{i}", 10 + i % 50, T0)
     offline = []
-    for step in range(0, 100):
+    for step in range(100):
         offline += [d.subject for d in h.tick(T0 + step)]
     assert len(offline) == 1000 and len(set(offline)) == 1000
 
@@ -109,7 +109,7 @@ def test_stuck_temperature_after_a_day_of_identical_readings() -> None:
     h = DeviceHealth()
     h.heard("d1", 600, T0)
     found = []
-    for i in range(0, 25 * 6):  # every 10 minutes for 25 h
+    for i in range(25 * 6):  # every 10 minutes for 25 h
         found += h.metrics("d1", T0 + 600 * i, {"temp_c": 22.0})
     assert kinds(found) == [("stuck_sensor", "warning")]
     assert found[0].detail["metric"] == "temp_c"
@@ -120,7 +120,7 @@ def test_noisy_temperature_is_not_stuck() -> None:
     h = DeviceHealth()
     h.heard("d1", 600, T0)
     found = []
-    for i in range(0, 30 * 6):
+    for i in range(30 * 6):
         found += h.metrics("d1", T0 + 600 * i, {"temp_c": 22.0 + 0.1 * (i % 3)})
     assert found == []
 
