@@ -161,7 +161,7 @@ class _Probe:
         return sum(_cpu_seconds(p) - self._start.get(p, 0.0) for p in self._pids())
 
 
-class _Consumer:
+class Consumer:
     """The hub (``ankang hub``) or the bare pipe, as a subprocess."""
 
     def __init__(self, kind: str, mqtt_url: str, database_url: str, client_id: str, log_dir: Path) -> None:
@@ -297,7 +297,7 @@ class IngestBench:
         if self._pg is not None:
             self._pg.destroy()
 
-    def _pids(self, consumer: _Consumer | None) -> dict[str, Callable[[], list[int]]]:
+    def _pids(self, consumer: Consumer | None) -> dict[str, Callable[[], list[int]]]:
         out: dict[str, Callable[[], list[int]]] = {}
         if consumer is not None and consumer.proc is not None:
             pid = consumer.proc.pid
@@ -424,7 +424,7 @@ class IngestBench:
     def drain(self, kind: str) -> PhaseResult:
         phase = f"{kind}-drain"
         ids = self._devices(phase)
-        consumer = _Consumer(kind, self.mqtt_url, self.database_url, f"{phase}-{self._run}", self._tmp)
+        consumer = Consumer(kind, self.mqtt_url, self.database_url, f"{phase}-{self._run}", self._tmp)
         consumer.start()  # creates the persistent session and its subscription
         consumer.stop()
         ledger, _ = self._load(
@@ -439,7 +439,7 @@ class IngestBench:
         self._finish(consumer, running, result, ids, ledger)
         return result
 
-    def _probes(self, consumer: _Consumer) -> dict[str, _Probe]:
+    def _probes(self, consumer: Consumer) -> dict[str, _Probe]:
         running = {k: _Probe(f) for k, f in self._pids(consumer).items()}
         for probe in running.values():
             probe.start()
@@ -447,7 +447,7 @@ class IngestBench:
 
     def _finish(
         self,
-        consumer: _Consumer,
+        consumer: Consumer,
         running: dict[str, _Probe],
         result: PhaseResult,
         ids: tuple[str, ...],
@@ -479,7 +479,7 @@ class IngestBench:
 
     def live(self, name: str, rate: float, duration_s: float | None = None) -> PhaseResult:
         ids = self._devices(name)
-        consumer = _Consumer("hub", self.mqtt_url, self.database_url, f"{name}-{self._run}", self._tmp)
+        consumer = Consumer("hub", self.mqtt_url, self.database_url, f"{name}-{self._run}", self._tmp)
         consumer.start()
         running = self._probes(consumer)
         started = time.monotonic()
@@ -604,7 +604,7 @@ def run_devices_bench(
     )
     cfg = BenchConfig(mqtt_url=mqtt_url, database_url=database_url)
     with IngestBench(cfg) as bench:
-        hub = _Consumer("hub", bench.mqtt_url, bench.database_url, f"devices-{bench._run}", bench._tmp)
+        hub = Consumer("hub", bench.mqtt_url, bench.database_url, f"devices-{bench._run}", bench._tmp)
         hub.start()
         assert hub.proc is not None  # noqa: S101
         time.sleep(2.0)

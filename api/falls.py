@@ -111,7 +111,9 @@ class Recipe:
     min_samples_leaf: int = 40
     learning_rate: float = 0.08
     l2_regularization: float = 1.0
-    threshold: float = 0.5
+    # The decision threshold is the highest of THRESHOLDS at which cross-validated training
+    # falls are still found at this rate; it reads only the simulated falls' scores.
+    min_cv_recall: float = 0.995
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,7 @@ class TrainingSet:
     x: Array
     y: npt.NDArray[np.int64]
     groups: npt.NDArray[np.int64]  # HAPT subject (1-30) or -1 for simulated rows
+    folds: npt.NDArray[np.int64]  # cross-validation fold: by clip, and by subject for HAPT
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -180,8 +183,9 @@ def _new_index(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _reconstruct_array(subtype: type, shape: tuple[int, ...], dtype: bytes) -> npt.NDArray[Any]:
-    return np.ndarray.__new__(np.ndarray, shape, dtype)
+def _reconstruct_array(subtype: type, shape: tuple[int, ...], dtype: object) -> npt.NDArray[Any]:
+    # an empty shell: the pickle's next step sets the real shape, dtype and bytes
+    return np.ndarray.__new__(np.ndarray, shape, np.uint8)
 
 
 class _HaptUnpickler(pickle.Unpickler):
@@ -435,6 +439,7 @@ def build_training_set(
     rows: list[Array] = []
     labels: list[int] = []
     groups: list[int] = []
+    folds: list[int] = []
     counts: Counter[str] = Counter()
     report = progress or (lambda step, done, total: None)
     for i in range(recipe.fall_clips):
@@ -459,6 +464,7 @@ def build_training_set(
             rows.append(c.vector)
             labels.append(1 if c is own else 0)
             groups.append(-1)
+            folds.append(i % HAPT_FOLDS)
         report("simulated falls", i + 1, recipe.fall_clips)
     for i in range(recipe.adl_clips):
         rng = _rng(recipe.seed, TRAIN_NS, 1_000_000 + i)
@@ -473,6 +479,7 @@ def build_training_set(
             rows.append(c.vector)
             labels.append(0)
             groups.append(-1)
+            folds.append(i % HAPT_FOLDS)
         report("simulated daily living", i + 1, recipe.adl_clips)
     for j, rec in enumerate(hapt):
         rng = _rng(recipe.seed, TRAIN_NS, 2_000_000 + rec.subject * 100 + rec.experiment)
@@ -480,23 +487,30 @@ def build_training_set(
         for _ in range(recipe.hapt_augmented_passes):
             rate = draw_rate(rng)
             streams.append((as_device(resample(rec.acc, HAPT_RATE_HZ, rate), rng), float(rate)))
-        for acc, rate in streams:
-            cands, _ = candidates_of(acc, rate, "waist")
+        for acc, hz in streams:
+            cands, _ = candidates_of(acc, hz, "waist")
             counts["hapt_candidates"] += len(cands)
             for c in cands:
                 rows.append(c.vector)
                 labels.append(0)
                 groups.append(rec.subject)
+                folds.append(hapt_fold(rec.subject))
         report("HAPT daily living", j + 1, len(hapt))
     x = np.array(rows) if rows else np.empty((0, len(FEATURES)))
-    return TrainingSet(x, np.array(labels, dtype=np.int64), np.array(groups, dtype=np.int64), dict(counts))
+    return TrainingSet(
+        x,
+        np.array(labels, dtype=np.int64),
+        np.array(groups, dtype=np.int64),
+        np.array(folds, dtype=np.int64),
+        dict(counts),
+    )
 
 
 def fit(training: TrainingSet, recipe: Recipe, exclude_subjects: Sequence[int] = ()) -> Any:
     """A gradient-boosted tree classifier on the training set (minus some HAPT subjects)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    keep = ~np.isin(training.groups, list(exclude_subjects)) if exclude_subjects else slice(None)
+    keep = ~np.isin(training.groups, list(exclude_subjects))
     clf = HistGradientBoostingClassifier(
         max_iter=recipe.max_iter,
         learning_rate=recipe.learning_rate,
@@ -512,20 +526,48 @@ def fit(training: TrainingSet, recipe: Recipe, exclude_subjects: Sequence[int] =
     return clf
 
 
-def save_model(classifier: Any, recipe: Recipe, path: Path, extra: dict[str, Any]) -> dict[str, Any]:
+THRESHOLDS: Final = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 ... 0.95
+
+
+def choose_threshold(
+    training: TrainingSet, recipe: Recipe, exclude_subjects: Sequence[int] = ()
+) -> tuple[float, dict[str, Any]]:
+    """The threshold from 5-fold cross-validation within the training set.
+
+    Every training fall is scored by a model fitted without its fold; the threshold is the
+    highest in ``THRESHOLDS`` that still finds ``recipe.min_cv_recall`` of them. Only the
+    falls' scores are read, so no daily-living data steers it.
+    """
+    keep = ~np.isin(training.groups, list(exclude_subjects))
+    part = TrainingSet(training.x[keep], training.y[keep], training.groups[keep], training.folds[keep])
+    scores = np.zeros(len(part.y))
+    for fold in range(HAPT_FOLDS):
+        test = part.folds == fold
+        rest = TrainingSet(part.x[~test], part.y[~test], part.groups[~test], part.folds[~test])
+        scores[test] = fit(rest, recipe).predict_proba(part.x[test])[:, 1]
+    falls = scores[part.y == 1]
+    recall = {th: float((falls >= th).mean()) if len(falls) else 0.0 for th in THRESHOLDS}
+    good = [th for th in THRESHOLDS if recall[th] >= recipe.min_cv_recall]
+    threshold = max(good) if good else THRESHOLDS[0]
+    return threshold, {"cv_recall": {str(k): round(v, 4) for k, v in recall.items()}, "threshold": threshold}
+
+
+def save_model(
+    classifier: Any, threshold: float, recipe: Recipe, path: Path, extra: dict[str, Any]
+) -> dict[str, Any]:
     import sklearn
     import skops
     import skops.io as sio
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    bundle = {"classifier": classifier, "threshold": recipe.threshold, "features": list(FEATURES)}
+    bundle = {"classifier": classifier, "threshold": threshold, "features": list(FEATURES)}
     sio.dump(bundle, path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
     metadata = {
         "name": path.stem,
         "version": 1,
         "created": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "features": list(FEATURES),
-        "threshold": recipe.threshold,
+        "threshold": threshold,
         "classifier": type(classifier).__name__,
         "sklearn": sklearn.__version__,
         "skops": skops.__version__,
@@ -558,18 +600,20 @@ def train(
     training = build_training_set(recipe, hapt, progress)
     built = time.monotonic()
     clf = fit(training, recipe)
+    threshold, cv = choose_threshold(training, recipe)
     fitted = time.monotonic()
     summary = {
         "rows": len(training.y),
         "positives": int(training.y.sum()),
         "counts": training.counts,
         "hapt_subjects": sorted({r.subject for r in hapt}),
+        "threshold_selection": cv,
         "seconds": {
             "features": round(built - started, 1),
-            "fit": round(fitted - built, 1),
+            "fit_and_cv": round(fitted - built, 1),
         },
     }
-    metadata = save_model(clf, recipe, out, {"training": summary})
+    metadata = save_model(clf, threshold, recipe, out, {"training": summary})
     summary["model"] = str(out)
     summary["model_bytes"] = out.stat().st_size
     summary["metadata"] = metadata["name"]
@@ -670,7 +714,8 @@ def eval_hapt(
     done = 0
     for fold in folds:
         held_out = sorted({r.subject for r in hapt if hapt_fold(r.subject) == fold})
-        model = FallModel(fit(training, recipe, exclude_subjects=held_out), recipe.threshold)
+        threshold, _ = choose_threshold(training, recipe, exclude_subjects=held_out)
+        model = FallModel(fit(training, recipe, exclude_subjects=held_out), threshold)
         for rec in (r for r in hapt if r.subject in held_out):
             hits, detector = detect(model, rec.acc, HAPT_RATE_HZ, "waist")
             triggers += detector.finder.stats.triggers

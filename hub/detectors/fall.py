@@ -237,7 +237,7 @@ class CandidateFinder:
             restart = self._close(final=True)
             self.stats.restarts += 1
             self._reset()
-        good = np.isfinite(acc).all(axis=1)
+        good: npt.NDArray[np.bool_] = np.all(np.isfinite(acc), axis=1)
         if good.all():
             good = np.abs(acc).max(axis=1) <= MAX_ACC_G
         else:
