@@ -754,7 +754,7 @@ def eval_fall(
 @app.command()
 def replay(
     files: Annotated[
-        list[Path] | None, typer.Argument(metavar="[FILE]...", help="CSV files: t,ax,ay,az[,gx,gy,gz].")
+        list[Path] | None, typer.Argument(metavar="FILE", help="CSV files: t,ax,ay,az[,gx,gy,gz].")
     ] = None,
     rate: Annotated[
         float | None, typer.Option(help="Sampling rate in Hz, for files without a regular t column.")

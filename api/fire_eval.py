@@ -41,6 +41,7 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
+from api.docregion import replace_region
 from hub.detectors.base import Detection
 from hub.detectors.fire import (
     CLEAR_AFTER_S,
@@ -98,8 +99,7 @@ NUISANCES: Final[tuple[tuple[Literal["cooking", "steam"], float], ...]] = (
     ("steam", 900.0),
     ("steam", 1800.0),
 )
-MARKER_START: Final = "<!-- fire-eval:start -->"
-MARKER_END: Final = "<!-- fire-eval:end -->"
+DOCS_REGION: Final = "fire-eval"  # the region of docs/detection.md that ``ankang eval fire`` rewrites
 
 
 # -- a detector in the field ------------------------------------------------------------
@@ -782,7 +782,6 @@ def report(evaluation: Evaluation, summary: Mapping[str, Any], image: str, comma
     nuisance_prealarms = sum(row["prealarms"] for row in summary["nuisances"].values())
     nuisance_clears = sum(row["clears"] for row in summary["nuisances"].values())
     lines = [
-        MARKER_START,
         "`hub/detectors/fire.py` keeps one `RoomFireDetector` and one `RoomGasDetector` per room, fed by "
         "every smoke and gas detector in it. The thresholds and their sources are in that module.",
         "",
@@ -907,7 +906,6 @@ def report(evaluation: Evaluation, summary: Mapping[str, Any], image: str, comma
         "of the layer it is in, so its near and far detectors see the same smoke and differ only in heat.",
         "",
         f"![fire evaluation]({image})",
-        MARKER_END,
     ]
     return "\n".join(_wrapped(lines)) + "\n"
 
@@ -926,10 +924,4 @@ def _wrapped(lines: Iterable[str], width: int = 118) -> Iterable[str]:
 
 def write_region(doc: Path, region: str) -> None:
     """Replace the fire-eval region of ``doc`` (or append it), leaving the rest untouched."""
-    text = doc.read_text(encoding="utf-8") if doc.exists() else ""
-    start, end = text.find(MARKER_START), text.find(MARKER_END)
-    if start != -1 and end != -1 and end > start:
-        text = text[:start] + region.rstrip("\n") + text[end + len(MARKER_END) :]
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + region
-    doc.write_text(text, encoding="utf-8")
+    replace_region(doc, DOCS_REGION, region)

@@ -71,25 +71,27 @@ def read_csv(path: Path, rate: float | None = None, max_bytes: int = MAX_FILE_BY
         raise ReplayError(f"cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ReplayError("not UTF-8 text") from None
-    lines = text.splitlines()
-    first = next((i for i, line in enumerate(lines) if line.strip()), None)
-    if first is None:
+    # (line number, text) of every line that is not blank or a # comment
+    lines = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip() and line[0] != "#"]
+    if not lines:
         raise ReplayError("no samples")
-    names = [c.strip().lower() for c in lines[first].split(",")]
+    names = [c.strip().lower() for c in lines[0][1].split(",")]
     header = not all(_is_number(c) for c in names)
-    body_start = first + 1 if header else first
-    if not any(line.strip() for line in lines[body_start:]):
+    body = lines[1:] if header else lines
+    if not body:
         raise ReplayError("no samples")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            data = np.loadtxt(io.StringIO("\n".join(lines[body_start:])), delimiter=",", ndmin=2)
+            data = np.loadtxt(
+                io.StringIO("\n".join(x for _, x in body)), delimiter=",", ndmin=2, comments=None
+            )
     except ValueError as exc:
-        raise ReplayError(f"malformed rows: {_row_note(str(exc), body_start)}") from None
+        raise ReplayError(f"malformed rows: {_row_note(str(exc), body)}") from None
     columns = _columns(names if header else None, data.shape[1])
     if not np.isfinite(data).all():
-        row = int(np.flatnonzero(~np.isfinite(data).all(axis=1))[0]) + body_start + 1
-        raise ReplayError(f"line {row}: NaN or infinite value")
+        row = int(np.flatnonzero(~np.isfinite(data).all(axis=1))[0])
+        raise ReplayError(f"line {body[row][0]}: NaN or infinite value")
     acc = data[:, [columns[c] for c in _ACC]]
     gyro = data[:, [columns[c] for c in _GYRO]] if all(c in columns for c in _GYRO) else None
     if rate is not None and not MIN_RATE_HZ <= rate <= MAX_RATE_HZ:
@@ -98,7 +100,7 @@ def read_csv(path: Path, rate: float | None = None, max_bytes: int = MAX_FILE_BY
         if rate is None:
             raise ReplayError("no t column: give --rate")
         return Stream(((0.0, rate, acc, gyro),))
-    return _timed(data[:, columns["t"]], acc, gyro, rate, body_start)
+    return _timed(data[:, columns["t"]], acc, gyro, rate, [n for n, _ in body])
 
 
 def _is_number(text: str) -> bool:
@@ -109,15 +111,15 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _row_note(message: str, offset: int) -> str:
-    # numpy counts rows from 1 within what it was given; say which line of the file it was
-    marker = " at row "
-    if marker in message:
-        head, _, tail = message.partition(marker)
-        digits = "".join(ch for ch in tail.split(",")[0] if ch.isdigit())
-        if digits:
-            return f"line {int(digits) + offset}: {head}"
-    return message
+def _row_note(message: str, body: list[tuple[int, str]]) -> str:
+    """numpy's parse error, with the line of the file instead of its row count."""
+    head, _, tail = message.partition(" at row ")
+    digits = "".join(ch for ch in tail.split(",")[0].split(";")[0] if ch.isdigit())
+    if not digits:
+        return message
+    # numpy counts from 0 for a bad value and from 1 for a changed number of columns
+    row = int(digits) - (1 if "number of columns changed" in head else 0)
+    return f"line {body[row][0]}: {head}" if 0 <= row < len(body) else message
 
 
 def _columns(names: list[str] | None, width: int) -> dict[str, int]:
@@ -135,11 +137,11 @@ def _columns(names: list[str] | None, width: int) -> dict[str, int]:
     return columns
 
 
-def _timed(t: Array, acc: Array, gyro: Array | None, rate: float | None, offset: int) -> Stream:
+def _timed(t: Array, acc: Array, gyro: Array | None, rate: float | None, line_of: list[int]) -> Stream:
     steps = np.diff(t)
     if len(steps) and not (steps > 0).all():
-        row = int(np.flatnonzero(steps <= 0)[0]) + offset + 2
-        raise ReplayError(f"line {row}: t does not increase")
+        row = int(np.flatnonzero(steps <= 0)[0]) + 1
+        raise ReplayError(f"line {line_of[row]}: t does not increase")
     if len(t) < 2:
         if rate is None:
             raise ReplayError("a single sample: give --rate")

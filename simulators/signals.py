@@ -91,6 +91,7 @@ class WearableModel:
         self._orientation = UP.copy()
         self._t_end = 0.0
         self._posture = "stand"
+        self._generated_until = 0.0
         self._noise = {"waist": 0.012, "chest": 0.010, "wrist": 0.02}[placement]
         self.falls: list[FallTruth] = []
 
@@ -166,6 +167,10 @@ class WearableModel:
         if self._segments:
             self._t_end = self._segments[-1].end
             self._orientation = self._segments[-1].tilt_to
+        else:
+            # everything planned was dropped (or already rendered and pruned): plan afresh
+            # from the last sample generated, so that no stretch is left without a segment
+            self._t_end = min(self._t_end, self._generated_until)
         if self._t_end < at:
             start_posture = self._tilted(18) if kind == "from_chair" else self._tilted(rng.uniform(-5, 5))
             self._append("sit" if kind == "from_chair" else "stand", at - self._t_end, start_posture)
@@ -207,6 +212,7 @@ class WearableModel:
             if mask.any():
                 out[mask] = self._render(seg, t[mask])
         self._segments = [s for s in self._segments if s.end > t[-1] - 5.0]
+        self._generated_until = float(t[-1])
         out += self._rng.normal(0.0, self._noise, out.shape)
         return np.clip(out, -16.0, 16.0)  # a 16 g part saturates
 

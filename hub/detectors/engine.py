@@ -31,7 +31,7 @@ import numpy as np
 from devices import Device, Event, Message, Status, Telemetry
 from hub.detectors.base import Detection, Level
 from hub.detectors.bed import BedDetector
-from hub.detectors.fall import FallDetector, FallHit, FallModel
+from hub.detectors.fall import Candidate, FallDetector, FallHit, FallModel
 from hub.detectors.fire import RoomFireDetector, RoomGasDetector
 from hub.detectors.health import DeviceHealth, HealthRow
 from hub.detectors.inactivity import Gap, InactivityDetector
@@ -81,6 +81,7 @@ class DetectionEngine:
         self._offsets: dict[str, float] = {}  # source -> hub time minus device time
         self._leaks: dict[str, bool] = {}
         self._baselines: dict[str, dict[int, float]] = {}
+        self._pending: list[tuple[Device, FallDetector, Candidate]] = []  # fall candidates of a batch
 
     # -- set-up ---------------------------------------------------------------------
 
@@ -129,6 +130,7 @@ class DetectionEngine:
         """Messages in arrival order, each with the hub time (epoch seconds) it arrived."""
         out = Output()
         with self.lock:
+            self._pending = []
             for msg, received in items:
                 device = self._lookup(msg.device_id)
                 if device is None:
@@ -137,8 +139,23 @@ class DetectionEngine:
                     self._message(device, msg, received, out)
                 except Exception:  # one detector's bug must not stop the stream
                     log.exception("detector failed on a message from %s", msg.device_id)
+            self._classify(out)
             out.health = self.health.take_changed()
         return out
+
+    def _classify(self, out: Output) -> None:
+        """Score every fall candidate of the batch in one classifier call."""
+        pending, self._pending = self._pending, []
+        if not pending or self._fall_model is None:
+            return
+        try:
+            probabilities = self._fall_model.probabilities(np.stack([c.vector for _, _, c in pending]))
+        except Exception:
+            log.exception("fall classifier failed on %d candidates", len(pending))
+            return
+        for (device, detector, cand), p in zip(pending, probabilities, strict=True):
+            for hit in detector.decide([cand], [p]):
+                self._emit(out.found, device, [_fall_detection(device, hit, detector.placement)])
 
     def _message(self, device: Device, msg: Message, received: float, out: Output) -> None:
         t = msg.ts.timestamp()
@@ -195,8 +212,9 @@ class DetectionEngine:
         placement = device.placement or "waist"
         if detector is None or detector.placement != placement:
             detector = self._falls[device.id] = FallDetector(self._fall_model, placement)
-        for hit in detector.feed(t, msg.rate_hz, acc, msg.gyro_dps):
-            self._emit(out.found, device, [_fall_detection(device, hit, placement)])
+        self._pending.extend(
+            (device, detector, c) for c in detector.candidates(t, msg.rate_hz, acc, msg.gyro_dps)
+        )
 
     def _event(self, device: Device, msg: Event, t: float, received: float, out: Output) -> None:
         found = out.found

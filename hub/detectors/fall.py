@@ -55,7 +55,11 @@ MAX_RATE_HZ: Final = 1000.0
 MAX_ACC_G: Final = 64.0  # the v1 contract's bound: MEMS parts saturate at 16 g or below
 MAX_BRIDGE_S: Final = 0.5  # a longer hole restarts the stream instead of being interpolated
 CLOCK_JUMP_S: Final = 60.0  # a block this much older than the newest is a clock reset, not a duplicate
-KEEP_S: Final = 12.0  # history kept per device: a candidate needs 3.5 s before and 3 s after
+# History per device: a candidate needs 3.5 s before its impact and 3 s after, the impact
+# comes up to 1.2 s after the trigger, and a block adds up to 1 s. The buffer holds 12 s and
+# drops back to the last 9 s when full.
+KEEP_S: Final = 9.0
+BUFFER_S: Final = 12.0
 
 # Candidates. DOMAIN.md: impact peaks are usually 2-6 g and free fall reads well under 1 g.
 # The peak threshold sits below 2 g because a 20 Hz device often samples beside the top of a
@@ -139,8 +143,12 @@ class FallModel:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def probability(self, vector: Array) -> float:
-        proba = self.classifier.predict_proba(vector.reshape(1, -1))
-        return float(proba[0, 1])
+        return float(self.probabilities(vector.reshape(1, -1))[0])
+
+    def probabilities(self, matrix: Array) -> Array:
+        """One call for many candidates: a call costs milliseconds whatever the rows."""
+        proba: Array = np.asarray(self.classifier.predict_proba(matrix))[:, 1]
+        return proba
 
 
 @dataclass(slots=True)
@@ -164,8 +172,9 @@ def _n(seconds: float) -> int:
 _CLUSTER_N: Final = _n(CLUSTER_S)
 _POST_END_N: Final = _n(POST_WINDOW[1])
 _KEEP_N: Final = _n(KEEP_S)
-_CAP_N: Final = 2 * _KEEP_N
+_CAP_N: Final = _n(BUFFER_S)
 _CHUNK_S: Final = 1.0  # long blocks (replay, buffered devices) are taken one second at a time
+_SNAP_S: Final = 0.005  # a 50 Hz block this close to the grid is taken as it is (a quarter sample)
 
 
 class CandidateFinder:
@@ -178,9 +187,10 @@ class CandidateFinder:
         self._onehot = [1.0 if p == placement else 0.0 for p in PLACEMENTS]
         self.stats = FinderStats()
         self._acc = np.empty((_CAP_N, 3))
-        self._gyro = np.full((_CAP_N, 3), np.nan)
+        self._gyro: Array | None = None  # allocated when a device first sends gyroscope samples
         self._mag = np.empty(_CAP_N)
-        self._k0 = 0  # grid index (time * RATE_HZ) of row 0
+        self._origin = 0.0  # time of grid index 0: the first sample since the last restart
+        self._k0 = 0  # grid index of row 0
         self._len = 0
         self._last_t: float | None = None  # newest raw sample taken
         self._last_acc = np.zeros(3)
@@ -207,13 +217,14 @@ class CandidateFinder:
         gyro_block = _as_block(gyro) if gyro is not None else None
         if gyro_block is not None and gyro_block.shape != block.shape:
             gyro_block = None
-        out: list[Candidate] = []
         step = max(1, int(rate_hz * _CHUNK_S))
+        if len(block) <= step:
+            return self._take(t0, rate_hz, block, gyro_block)
+        out: list[Candidate] = []
         for start in range(0, len(block), step):
             part = block[start : start + step]
             gpart = None if gyro_block is None else gyro_block[start : start + step]
-            times = t0 + (start + np.arange(len(part))) / rate_hz
-            out.extend(self._take(times, part, gpart))
+            out.extend(self._take(t0 + start / rate_hz, rate_hz, part, gpart))
         return out
 
     def flush(self) -> list[Candidate]:
@@ -224,79 +235,80 @@ class CandidateFinder:
         """The last ``seconds`` on the grid: times, acceleration (g), gyroscope (deg/s or NaN)."""
         n = min(self._len, max(0, _n(seconds)))
         lo = self._len - n
-        times = (self._k0 + np.arange(lo, self._len)) / RATE_HZ
-        return times, self._acc[lo : self._len].copy(), self._gyro[lo : self._len].copy()
+        times = self._time(self._k0 + np.arange(lo, self._len))
+        gyro = np.full((n, 3), np.nan) if self._gyro is None else self._gyro[lo : self._len].copy()
+        return times, self._acc[lo : self._len].copy(), gyro
 
     # -- buffering --------------------------------------------------------------------
 
-    def _take(self, times: Array, acc: Array, gyro: Array | None) -> list[Candidate]:
-        self.stats.samples += len(times)
-        restart: list[Candidate] = []
-        if self._last_t is not None and times[-1] < self._last_t - CLOCK_JUMP_S:
+    def _time(self, k: Any) -> Any:
+        return self._origin + k / RATE_HZ
+
+    def _take(self, t0: float, rate: float, acc: Array, gyro: Array | None) -> list[Candidate]:
+        n = len(acc)
+        self.stats.samples += n
+        out: list[Candidate] = []
+        last = self._last_t
+        if last is not None and t0 + (n - 1) / rate < last - CLOCK_JUMP_S:
             # not a late duplicate but a clock that went back: start over
-            restart = self._close(final=True)
+            out = self._close(final=True)
             self.stats.restarts += 1
             self._reset()
+            last = None
+        # one test for the common case: false for NaN and infinity as well as absurd values
+        if float(np.abs(acc).max()) <= MAX_ACC_G and (last is None or t0 > last + 1e-9):
+            out.extend(self._segment(t0, rate, None, acc, gyro))
+            return out
+        times = t0 + np.arange(n) / rate
         good: npt.NDArray[np.bool_] = np.all(np.isfinite(acc), axis=1)
-        if good.all():
-            good = np.abs(acc).max(axis=1) <= MAX_ACC_G
-        else:
-            good[good] = np.abs(acc[good]).max(axis=1) <= MAX_ACC_G
-        if self._last_t is not None:
-            good &= times > self._last_t + 1e-9
-        if not good.all():
-            self.stats.dropped += int(len(good) - good.sum())
-            times, acc = times[good], acc[good]
-            gyro = None if gyro is None else gyro[good]
-            if len(times) == 0:
-                return restart
+        good[good] = np.abs(acc[good]).max(axis=1) <= MAX_ACC_G
+        if last is not None:
+            good &= times > last + 1e-9
+        self.stats.dropped += int(n - good.sum())
+        times, acc = times[good], acc[good]
+        gyro = None if gyro is None else gyro[good]
+        if len(times) == 0:
+            return out
         # split where samples are missing for longer than can be bridged
         holes = np.flatnonzero(np.diff(times) > MAX_BRIDGE_S) + 1
-        if len(holes) == 0:
-            return restart + self._segment(times, acc, gyro)
-        out = restart
-        for seg_t, seg_a, seg_g in zip(
-            np.split(times, holes),
-            np.split(acc, holes),
-            [None] * (len(holes) + 1) if gyro is None else np.split(gyro, holes),
-            strict=True,
-        ):
-            out.extend(self._segment(seg_t, seg_a, seg_g))
+        for lo, hi in zip((0, *holes), (*holes, len(times)), strict=True):
+            seg_g = None if gyro is None else gyro[lo:hi]
+            out.extend(self._segment(float(times[lo]), rate, times[lo:hi], acc[lo:hi], seg_g))
         return out
 
-    def _segment(self, times: Array, acc: Array, gyro: Array | None) -> list[Candidate]:
+    def _segment(
+        self, t0: float, rate: float, times: Array | None, acc: Array, gyro: Array | None
+    ) -> list[Candidate]:
+        """Put samples on the grid. ``times`` is None when they are regular from ``t0``."""
         out: list[Candidate] = []
-        if self._last_t is not None and times[0] - self._last_t > MAX_BRIDGE_S:
+        if self._last_t is not None and t0 - self._last_t > MAX_BRIDGE_S:
             out.extend(self._close(final=True))
             self.stats.restarts += 1
             self._reset()
-        if gyro is None:
-            gyro = np.full_like(acc, np.nan)
+        t_last = t0 + (len(acc) - 1) / rate if times is None else float(times[-1])
         if self._last_t is None:
-            src_t, src_a, src_g = times, acc, gyro
-            k_first = math.ceil(times[0] * RATE_HZ - 1e-6)
+            # a new stream: its first sample fixes the grid
+            self._origin, self._k0, self._len = t0, 0, 0
+        k_first = self._k0 + self._len
+        if times is None and rate == RATE_HZ and abs(t0 - self._time(k_first)) <= _SNAP_S:
+            new_a, new_g = acc, gyro  # already on the grid: the usual 50 Hz device
         else:
-            src_t = np.concatenate(([self._last_t], times))
-            src_a = np.concatenate((self._last_acc[None, :], acc))
-            src_g = np.concatenate((self._last_gyro[None, :], gyro))
-            k_first = self._k0 + self._len
-        k_last = math.floor(times[-1] * RATE_HZ + 1e-6)
-        self._last_t = float(times[-1])
-        self._last_acc = acc[-1].copy()
-        self._last_gyro = gyro[-1].copy()
-        if k_last < k_first:
-            return out
-        grid = np.arange(k_first, k_last + 1) / RATE_HZ
-        if len(src_t) == 1:
-            new_a = np.repeat(src_a, len(grid), axis=0)
-            new_g = np.repeat(src_g, len(grid), axis=0)
-        else:
-            j = np.clip(np.searchsorted(src_t, grid, side="right") - 1, 0, len(src_t) - 2)
-            w = ((grid - src_t[j]) / (src_t[j + 1] - src_t[j]))[:, None]
-            new_a = src_a[j] + (src_a[j + 1] - src_a[j]) * w
-            new_g = src_g[j] + (src_g[j + 1] - src_g[j]) * w
-        if self._len == 0:
-            self._k0 = k_first
+            k_last = math.floor((t_last - self._origin) * RATE_HZ + 1e-6)
+            if k_last < k_first:
+                self._remember(t_last, acc, gyro)
+                return out
+            grid = self._time(np.arange(k_first, k_last + 1))
+            if times is None:
+                new_a, new_g = self._interpolate_regular(grid, t0, rate, acc, gyro)
+            else:
+                if self._last_t is not None:
+                    # the previous sample bridges the blocks
+                    times = np.concatenate(([self._last_t], times))
+                    acc = np.concatenate((self._last_acc[None, :], acc))
+                    if gyro is not None:
+                        gyro = np.concatenate((self._last_gyro[None, :], gyro))
+                new_a, new_g = _interpolate(grid, times, acc, gyro)
+        self._remember(t_last, acc, gyro)
         self._append(new_a, new_g)
         new_mag = self._mag[self._len - len(new_a) : self._len]
         if (
@@ -310,19 +322,52 @@ class CandidateFinder:
         out.extend(self._close(final=False))
         return out
 
-    def _append(self, acc: Array, gyro: Array) -> None:
+    def _interpolate_regular(
+        self, grid: Array, t0: float, rate: float, acc: Array, gyro: Array | None
+    ) -> tuple[Array, Array | None]:
+        """Linear interpolation of samples regular from ``t0``, bridged by the previous one."""
+        u = (grid - t0) * rate  # position in samples of the block
+        j = np.floor(u)
+        w = u - j
+        index = j.astype(np.intp)
+        if self._last_t is None:
+            index = np.maximum(index, 0)
+            src_a, src_g = acc, gyro
+        else:
+            index += 1  # row 0 is the previous sample
+            src_a = np.concatenate((self._last_acc[None, :], acc))
+            src_g = None if gyro is None else np.concatenate((self._last_gyro[None, :], gyro))
+            before = u < 0
+            if before.any():  # between the previous sample and this block
+                w[before] = (grid[before] - self._last_t) / (t0 - self._last_t)
+                index[before] = 0
+        nxt = np.minimum(index + 1, len(src_a) - 1)
+        weight = w[:, None]
+        new_g = None if src_g is None else src_g[index] + (src_g[nxt] - src_g[index]) * weight
+        return src_a[index] + (src_a[nxt] - src_a[index]) * weight, new_g
+
+    def _remember(self, t_last: float, acc: Array, gyro: Array | None) -> None:
+        self._last_t = t_last
+        self._last_acc = acc[-1].copy()
+        self._last_gyro = gyro[-1].copy() if gyro is not None else np.full(3, np.nan)
+
+    def _append(self, acc: Array, gyro: Array | None) -> None:
         m = len(acc)
         if self._len + m > _CAP_N:
             keep = min(self._len, _KEEP_N)
             drop = self._len - keep
             self._acc[:keep] = self._acc[drop : self._len]
-            self._gyro[:keep] = self._gyro[drop : self._len]
+            if self._gyro is not None:
+                self._gyro[:keep] = self._gyro[drop : self._len]
             self._mag[:keep] = self._mag[drop : self._len]
             self._k0 += drop
             self._len = keep
         end = self._len + m
         self._acc[self._len : end] = acc
-        self._gyro[self._len : end] = gyro
+        if gyro is not None and self._gyro is None:
+            self._gyro = np.full((_CAP_N, 3), np.nan)
+        if self._gyro is not None:
+            self._gyro[self._len : end] = np.nan if gyro is None else gyro
         self._mag[self._len : end] = np.sqrt(np.einsum("ij,ij->i", acc, acc))
         self._len = end
 
@@ -415,10 +460,10 @@ class CandidateFinder:
         ]
         self.stats.candidates += 1
         vector = np.array(values)
-        t = impact / RATE_HZ
+        newest_t = float(self._time(newest))
         return Candidate(
-            t=t,
-            decided_at=newest / RATE_HZ,
+            t=float(self._time(impact)),
+            decided_at=max(newest_t, self._last_t or newest_t),
             vector=vector,
             features=MappingProxyType(dict(zip(FEATURES, values, strict=True))),
         )
@@ -443,16 +488,35 @@ class FallDetector:
         """Take one block of samples starting at ``t0``; return the falls it completes."""
         return self._decide(self.finder.feed(t0, rate_hz, acc, gyro))
 
+    def candidates(
+        self,
+        t0: float,
+        rate_hz: float,
+        acc: npt.ArrayLike,
+        gyro: npt.ArrayLike | None = None,
+    ) -> list[Candidate]:
+        """Like ``feed``, but leave the classifier to the caller, who can batch it across
+        wearables (``FallModel.probabilities``) and then call ``decide``."""
+        return self.finder.feed(t0, rate_hz, acc, gyro)
+
     def flush(self) -> list[FallHit]:
         """End of input: decide pending candidates with the data there is."""
         return self._decide(self.finder.flush())
 
     def _decide(self, candidates: Sequence[Candidate]) -> list[FallHit]:
+        if not candidates:
+            return []
+        return self.decide(candidates, self.model.probabilities(np.stack([c.vector for c in candidates])))
+
+    def decide(
+        self, candidates: Sequence[Candidate], probabilities: Sequence[float] | Array
+    ) -> list[FallHit]:
+        """Falls among ``candidates`` scored ``probabilities``; one report per fall."""
         hits: list[FallHit] = []
-        for cand in candidates:
+        for cand, prob in zip(candidates, probabilities, strict=True):
             if self._last_hit is not None and abs(cand.t - self._last_hit) < SUPPRESS_S:
                 continue
-            p = self.model.probability(cand.vector)
+            p = float(prob)
             if p < self.model.threshold:
                 continue
             self._last_hit = cand.t
@@ -523,6 +587,16 @@ def _as_block(raw: npt.ArrayLike | None) -> Array | None:
     if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] == 0:
         return None
     return arr
+
+
+def _interpolate(grid: Array, times: Array, acc: Array, gyro: Array | None) -> tuple[Array, Array | None]:
+    """Linear interpolation of the samples at ``times`` onto ``grid`` (inside their span)."""
+    if len(times) == 1:
+        return np.repeat(acc, len(grid), axis=0), None if gyro is None else np.repeat(gyro, len(grid), axis=0)
+    j = np.clip(np.searchsorted(times, grid, side="right") - 1, 0, len(times) - 2)
+    w = ((grid - times[j]) / (times[j + 1] - times[j]))[:, None]
+    new_g = None if gyro is None else gyro[j] + (gyro[j + 1] - gyro[j]) * w
+    return acc[j] + (acc[j + 1] - acc[j]) * w, new_g
 
 
 def _angle_deg(a: Array, b: Array) -> float:

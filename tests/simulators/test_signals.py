@@ -91,3 +91,15 @@ def test_nuisances_stay_below_the_alarm_and_bring_no_heat(kind):
     assert max(r["smoke_density_pct_m"] for r in readings) < SMOKE_ALARM_PCT_M
     assert max(r["smoke_density_pct_m"] for r in readings) > 1.0
     assert max(r["temp_c"] for r in readings) < 30
+
+
+def test_a_fall_scheduled_after_samples_were_generated_leaves_no_hole() -> None:
+    model = WearableModel("waist", np.random.default_rng(1))
+    for k in range(30):
+        model.block(float(k))
+    model.schedule_fall("forward", 60.0)
+    samples = np.concatenate([model.block(float(k)) for k in range(30, 70)])
+    assert np.isfinite(samples).all()
+    assert np.abs(samples).max() < 16.0
+    quiet = np.linalg.norm(samples[: 25 * 50], axis=1)  # 30-55 s: daily living, before the fall
+    assert 0.5 < float(np.median(quiet)) < 1.5
