@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from hub.detectors.health import HealthRow
+from hub.errors import ConfigError
 from hub.ingest import Ingestor, Prepared, add_findings, partition_of
 from hub.jobs import Scheduler
 from hub.metrics import HubMetrics, OpsServer
@@ -46,6 +47,7 @@ class Hub:
         self._mqtt: MqttSession | None = None
         self._ingestor: Ingestor | None = None
         self._queue: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=2)
+        self._fall_detection = False
 
     def client_id(self) -> str:
         s = self._settings
@@ -57,7 +59,14 @@ class Hub:
         mqtt_ok = self._mqtt is not None and self._mqtt.connected
         db_ok = self._ingestor is not None and self._ingestor.database_ok
         pending = self._mqtt.pending if self._mqtt else 0
-        return {"ok": mqtt_ok and db_ok, "mqtt": mqtt_ok, "database": db_ok, "pending": pending}
+        return {
+            "ok": mqtt_ok and db_ok,
+            "mqtt": mqtt_ok,
+            "database": db_ok,
+            "pending": pending,
+            "detection": self._settings.detection,
+            "fall_detection": self._fall_detection,
+        }
 
     async def run(self, stop: asyncio.Event, *, apply_migrations: bool = True) -> None:
         s = self._settings
@@ -135,7 +144,14 @@ class Hub:
         from hub.detectors.fall import load_model
 
         path = self._settings.fall_model
-        model = await asyncio.to_thread(load_model, Path(path) if path else None)
+        try:
+            model = await asyncio.to_thread(load_model, Path(path) if path else None)
+        except ConfigError:
+            # Storing readings and detecting fires must not stop because one model is
+            # missing: run without fall detection, and say so loudly and in /healthz.
+            log.exception("fall detection is OFF")
+            model = None
+        self._fall_detection = model is not None
         engine = DetectionEngine(registry.get, model)
         owned = [d for d in registry.all() if self._owned(d.id)]
         rows = await db.health_rows([d.id for d in owned])

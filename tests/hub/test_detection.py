@@ -214,3 +214,19 @@ def test_coverage_and_monthly_tests(database):
     assert (cov.rooms, cov.covered, cov.uncovered_rooms) == (3, 1, ("102", "kitchen"))
     (tc,) = tests
     assert (tc.detectors, tc.detectors_tested, tc.tests, tc.compliant) == (2, 1, 2, True)
+
+
+def test_a_missing_fall_model_turns_off_fall_detection_only(broker, database, hub_factory, tmp_path):
+    apply(database, FACILITY)
+    hub = hub_factory(database, ANKANG_FALL_MODEL=str(tmp_path / "missing.skops"))
+    assert hub.health()["fall_detection"] is False
+    pub = Publisher(broker.url)
+    try:
+        pub.publish("ankang/v1/sos-1/event", body(1, time.time(), event="sos_pressed"))
+        pub.wait_all()
+        wait_until(
+            lambda: scalar(database, "SELECT count(*) FROM detections WHERE kind = 'sos'") == 1, 10, "sos"
+        )
+    finally:
+        pub.close()
+    assert "fall detection is OFF" in hub.log()
