@@ -134,3 +134,64 @@ def test_binary_file_is_refused(tmp_path: Path):
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(RegistryError, match="UTF-8"):
         load_facility_file(path)
+
+
+CARE_YAML = """
+facilities:
+  - id: home-9
+    kind: home
+    night: "22:30-07:00"
+    bed_return_min: 10
+    rooms:
+      - id: bedroom
+        beds: [{id: A, resident: {id: R9, hr_range: [40, 95], rr_range: [8, 22]}}]
+devices:
+  - {id: mat-9, kind: bed_sensor, facility: home-9, room: bedroom, bed: A, resident: R9}
+  - {id: smoke-9, kind: smoke_detector, facility: home-9, room: bedroom}
+"""
+
+
+def test_care_settings_reach_the_devices(database, tmp_path: Path):
+    import asyncio
+
+    import psycopg
+
+    from devices import CareProfile, Registry
+
+    path = tmp_path / "home.yaml"
+    path.write_text(CARE_YAML)
+    run_cli("devices", "import", str(path), env={"ANKANG_DATABASE_URL": database})
+
+    async def read() -> dict:
+        async with await psycopg.AsyncConnection.connect(database) as conn:
+            return {d.id: d for d in await Registry(conn).devices()}
+
+    devices = asyncio.run(read())
+    care = devices["mat-9"].care
+    assert (care.night_start_min, care.night_end_min, care.bed_return_min) == (22 * 60 + 30, 7 * 60, 10)
+    assert care.hr_range == (40.0, 95.0) and care.rr_range == (8.0, 22.0)
+    # a device without a resident gets the facility's settings and the default ranges
+    other = devices["smoke-9"].care
+    assert other.night_start_min == 22 * 60 + 30 and other.hr_range == CareProfile().hr_range
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('facilities: [{id: f, night: "25:00-06:00"}]', "night"),
+        ("facilities: [{id: f, bed_return_min: 0}]", "bed_return_min"),
+        (
+            "facilities: [{id: f, rooms: [{id: r, beds: [{id: b, resident: {id: R, hr_range: [90, 40]}}]}]}]",
+            "low < high",
+        ),
+        (
+            "facilities: [{id: f, rooms: [{id: r, beds: [{id: b, resident: {id: R, rr_range: [0, 20]}}]}]}]",
+            "rr_range",
+        ),
+    ],
+)
+def test_bad_care_settings_are_refused(tmp_path: Path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(RegistryError, match=message):
+        load_facility_file(path)
