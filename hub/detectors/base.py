@@ -84,8 +84,12 @@ class Detection:
     device_id: str | None = None
     window: tuple[float, float] | None = None
     detail: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    # What made it, when ``t`` is not stable across redelivery: a detection stamped with
+    # the hub's clock (a last will, a device back online) names the message instead.
+    origin: str | None = None
 
     @property
     def key(self) -> str:
         """Identifies the detection across redelivery and restarts: same input, same key."""
-        return f"{self.kind}:{self.level}:{self.subject}:{round(self.t * 1000)}"
+        when = self.origin if self.origin is not None else str(round(self.t * 1000))
+        return f"{self.kind}:{self.level}:{self.subject}:{when}"

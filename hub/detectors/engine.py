@@ -161,11 +161,12 @@ class DetectionEngine:
         t = msg.ts.timestamp()
         self._offsets[device.id] = received - t
         found = out.found
+        origin = f"{msg.channel}:{msg.seq}:{round(t * 1000)}"  # the message, as redelivery repeats it
         if isinstance(msg, Status) and msg.state == "offline":
-            self._emit(found, device, self.health.last_will(device.id, received))
+            self._emit(found, device, self.health.last_will(device.id, received, origin))
             return
         self._link(device)
-        self._emit(found, device, self.health.heard(device.id, float(device.heartbeat_s), received))
+        self._emit(found, device, self.health.heard(device.id, float(device.heartbeat_s), received, origin))
         if isinstance(msg, Telemetry):
             self._telemetry(device, msg, t, out)
         elif isinstance(msg, Event):

@@ -143,8 +143,11 @@ class DeviceHealth:
         if due == 0.0 or state.deadline < due:
             heapq.heappush(self._heap, (state.deadline, device_id))
 
-    def heard(self, device_id: str, heartbeat_s: float, received: float) -> list[Detection]:
-        """Any message from the device arrived at hub time ``received``."""
+    def heard(
+        self, device_id: str, heartbeat_s: float, received: float, origin: str | None = None
+    ) -> list[Detection]:
+        """Any message from the device arrived at hub time ``received``; ``origin`` names
+        the message, so that a redelivered one yields the same detection key."""
         state = self._devices.get(device_id)
         out: list[Detection] = []
         if state is None:
@@ -165,6 +168,7 @@ class DeviceHealth:
                     device_id,
                     device_id=device_id,
                     detail={"offline_s": round(offline_for, 1)},
+                    origin=origin,
                 )
             )
         state.last_seen = max(state.last_seen, received)
@@ -172,14 +176,16 @@ class DeviceHealth:
         self._arm(device_id, state, state.last_seen)
         return out
 
-    def last_will(self, device_id: str, received: float) -> list[Detection]:
+    def last_will(self, device_id: str, received: float, origin: str | None = None) -> list[Detection]:
         """The broker published the device's will: its connection dropped uncleanly."""
         state = self._devices.get(device_id)
         if state is None or not state.online:
             return []
-        return [self._offline(device_id, state, received, "last_will")]
+        return [self._offline(device_id, state, received, "last_will", origin)]
 
-    def _offline(self, device_id: str, state: _State, t: float, reason: str) -> Detection:
+    def _offline(
+        self, device_id: str, state: _State, t: float, reason: str, origin: str | None = None
+    ) -> Detection:
         state.online = False
         state.since = t
         state.deadline = 0.0  # re-armed by the next message
@@ -195,6 +201,7 @@ class DeviceHealth:
                 "last_seen": round(state.last_seen, 3),
                 "heartbeat_s": state.heartbeat_s,
             },
+            origin=origin,
         )
 
     def tick(self, now: float) -> list[Detection]:

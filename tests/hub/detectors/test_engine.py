@@ -138,3 +138,17 @@ def test_a_detector_error_does_not_stop_the_batch() -> None:
     bad = Telemetry("w-1", ts(T0), 1, metrics(), 50.0, np.zeros((0, 3), np.float32))
     out = e.feed([(bad, T0), (Event("sos-1", ts(T0 + 1), 1, "sos_pressed"), T0 + 1)])
     assert [f.detection.kind for f in out.found] == ["sos"]
+
+
+def test_hub_clock_detections_keep_their_key_when_the_message_is_redelivered() -> None:
+    will = Status("sos-1", ts(T0 - 3600), 0, "offline")
+    back = Status("sos-1", ts(T0 + 30), 2, "online")
+    keys = []
+    for arrival in (0.0, 7.5):  # the same messages, delivered again later after a restart
+        e = engine()
+        e.feed([(Status("sos-1", ts(T0), 1, "online"), T0 + arrival)])
+        offline = e.feed([(will, T0 + 10 + arrival)]).found
+        online = e.feed([(back, T0 + 31 + arrival)]).found
+        keys.append([f.detection.key for f in offline + online])
+    assert len(keys[0]) == 2
+    assert keys[0] == keys[1]
