@@ -485,6 +485,29 @@ def bench_devices(
         console.print(f"{key:<40} {value}")
 
 
+@bench_app.command("detectors")
+def bench_detectors(
+    devices: Annotated[
+        int, typer.Option(help="Wearers (each with a wearable, a bed mat and a smoke detector).")
+    ] = 500,
+    seconds: Annotated[int, typer.Option(help="Seconds of signal per device.")] = 60,
+    rate: Annotated[float, typer.Option(help="Wearable sampling rate, Hz.")] = 50.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """CPU per message of the detection engine alone, by device kind (no broker, no database)."""
+    import orjson
+
+    from api.detectbench import run_detector_bench
+
+    summary = run_detector_bench(devices, seconds, rate, progress=lambda m: typer.echo(m, err=True))
+    if as_json:
+        typer.echo(orjson.dumps(summary).decode())
+        return
+    for kind, row in summary["kinds"].items():
+        per = f"{row['us_per_message']:>7} µs/msg"
+        typer.echo(f"{kind:<16} {row['messages']:>8} msgs  {per}  {row['detections']} detections")
+
+
 def _print_bench(console: object, summary: dict[str, object]) -> None:
     from rich.console import Console
     from rich.table import Table

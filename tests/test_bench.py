@@ -45,3 +45,13 @@ def test_bench_reports_known_loss_and_no_duplicates(broker, own_pg, tmp_path):
     }
     chart = plot_ingest(summary, tmp_path / "bench.png")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_detector_bench_reports_each_kind_and_finds_the_injected_falls():
+    from api.detectbench import run_detector_bench
+
+    summary = run_detector_bench(devices=10, seconds=40)
+    kinds = summary["kinds"]
+    assert set(kinds) == {"wearable", "bed_sensor", "smoke_detector"}
+    assert kinds["wearable"]["messages"] == 400 and kinds["wearable"]["us_per_message"] > 0
+    assert kinds["wearable"]["detections"] >= 1  # wearer 0 falls

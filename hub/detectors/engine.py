@@ -202,11 +202,15 @@ class DetectionEngine:
         acc = msg.acc_g
         if acc is None or msg.rate_hz is None:
             return
-        magnitude = np.sqrt(np.einsum("ij,ij->i", acc, acc, dtype=np.float64))
-        flat = acc.shape[0] > 1 and bool(np.ptp(acc, axis=0).max() == 0.0)
+        n = acc.shape[0]
+        flat = n > 1 and bool((acc == acc[0]).all())
         self._emit(out.found, device, self.health.acceleration(device.id, t, flat))
-        if magnitude.size and float(np.std(magnitude)) > ACTIVE_STD_G:
-            self._activity(device, t, "wearable", out)
+        if n:
+            # variance of |a| as E[|a|²] - E[|a|]², a few µs where np.std takes twenty
+            squared = np.einsum("ij,ij->i", acc, acc, dtype=np.float64)
+            mean = float(np.sqrt(squared).sum()) / n
+            if float(squared.sum()) / n - mean * mean > ACTIVE_STD_G**2:
+                self._activity(device, t, "wearable", out)
         if self._fall_model is None:
             return
         detector = self._falls.get(device.id)
