@@ -3,8 +3,8 @@
 The simulator publishes a scenario over MQTT, a real hub ingests and detects, and every
 injected incident in the ground truth is matched to what the hub recorded in
 ``detections``. This scores the system as deployed (contract, sequence rules, engine,
-storage) rather than a detector on its own, and it counts what nobody asked for: alarms
-that match no incident are false alarms.
+storage) rather than a detector on its own, and it counts what nobody asked for: a fall,
+fire, gas or SOS alarm that matches no incident is a false alarm.
 
 An incident is matched by kind, subject and time:
 

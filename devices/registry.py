@@ -156,6 +156,7 @@ class CareProfile:
     """
 
     tz: str = DEFAULT_TZ
+    facility_kind: str = "institution"  # "home": a family care bed, one household
     night_start_min: int = 21 * 60
     night_end_min: int = 6 * 60
     bed_return_min: int = 15
@@ -371,7 +372,7 @@ class Registry:
     async def devices(self, ids: Iterable[str] | None = None) -> list[Device]:
         query = """
             SELECT d.id, d.kind, d.facility_id, d.room_id, d.bed_id, d.resident_id, d.heartbeat_s,
-                   d.placement, f.tz, f.night_start, f.night_end, f.bed_return_min, f.bed_absent_min,
+                   d.placement, f.tz, f.kind AS facility_kind, f.night_start, f.night_end, f.bed_return_min, f.bed_absent_min,
                    r.hr_low, r.hr_high, r.rr_low, r.rr_high
             FROM devices d
             JOIN facilities f ON f.id = d.facility_id
@@ -391,6 +392,7 @@ def _device_row(row: dict[str, Any]) -> Device:
     rr = (row["rr_low"], row["rr_high"])
     care = CareProfile(
         tz=row["tz"],
+        facility_kind=row["facility_kind"],
         night_start_min=row["night_start"].hour * 60 + row["night_start"].minute,
         night_end_min=row["night_end"].hour * 60 + row["night_end"].minute,
         bed_return_min=row["bed_return_min"],

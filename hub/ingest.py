@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -138,6 +139,17 @@ def _utc(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
 
 
+def _json_safe(value: object) -> object:
+    """JSON has no NaN or infinity (and PostgreSQL refuses them): they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def add_findings(batch: StoreBatch, output: Output) -> None:
     """Rows for what the detectors found (see ``hub.detectors.engine``)."""
     for f in output.found:
@@ -156,7 +168,7 @@ def add_findings(batch: StoreBatch, output: Output) -> None:
             d.confidence,
             None if window[0] is None else _utc(window[0]),
             None if window[1] is None else _utc(window[1]),
-            Jsonb(dict(d.detail)),
+            Jsonb(_json_safe(dict(d.detail))),
         )
         batch.detections.append(row)
     for h in output.health:
@@ -269,7 +281,11 @@ class Ingestor:
                 continue
             last_will = isinstance(msg, Status) and msg.state == "offline"
             verdict = classify(msg.seq, msg.ts, positions.get(msg.device_id), last_will=last_will)
-            if verdict.accept:
+            if verdict.accept and not verdict.advance:
+                # a will that is not newer: new if it is not stored yet (see suspects below)
+                suspects.append((raw, msg, ""))
+                in_batch.add(key)
+            elif verdict.accept:
                 accepted.append((raw, msg))
                 in_batch.add(key)
                 if verdict.advance:
@@ -283,11 +299,18 @@ class Ingestor:
         if suspects:
             keys = [(m.device_id, m.ts, m.seq) for _, m, _ in suspects]
             stored = await self._retrying(lambda: self._db.existing(keys))
+            wills = False
             for raw, msg, reason in suspects:
                 if (msg.device_id, msg.ts, msg.seq) in stored:
                     redelivered += 1
+                elif not reason:  # a last will seen for the first time
+                    accepted.append((raw, msg))
+                    wills = True
                 else:
                     quarantined.append((raw, reason, msg.device_id))
+            if wills:  # back in arrival order: a will before a reconnect's "online" stays before it
+                arrival = {id(raw): i for i, raw in enumerate(owned)}
+                accepted.sort(key=lambda item: arrival[id(item[0])])
         classified_at = time.perf_counter()
         self._metrics.stage_seconds.labels("classify").inc(classified_at - decoded_at)
         findings = None
@@ -364,7 +387,14 @@ class Ingestor:
             stored += res.stored
             redelivered += res.redelivered
         rest = Prepared([], [], prepared.quarantined + extra, prepared.positions, 0, 0, 0, prepared.findings)
-        await self._db.write(rest.store_batch(self._partition))
+        try:
+            await self._db.write(rest.store_batch(self._partition))
+        except psycopg.Error:
+            # The detections themselves were refused: keep the quarantine records and the
+            # stream going rather than crash on a batch that would be redelivered forever.
+            log.exception("the database refused this batch's detections; they are dropped")
+            rest.findings = None
+            await self._db.write(rest.store_batch(self._partition))
         prepared.quarantined = rest.quarantined
         return WriteResult(stored, redelivered, len(rest.quarantined), staged=True)
 

@@ -48,6 +48,7 @@ class Hub:
         self._ingestor: Ingestor | None = None
         self._queue: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=2)
         self._fall_detection = False
+        self._preparing = False
 
     def client_id(self) -> str:
         s = self._settings
@@ -202,7 +203,9 @@ class Hub:
                 await asyncio.to_thread(engine.expect, owned, now)
                 last_sync = now
             started = time.perf_counter()
-            output = await asyncio.to_thread(engine.tick, now, everything=slow)
+            output = await asyncio.to_thread(
+                engine.tick, now, health_now=self._heard_until(engine, now), everything=slow
+            )
             self.metrics.stage_seconds.labels("tick").inc(time.perf_counter() - started)
             if slow:
                 last_slow = now
@@ -221,6 +224,22 @@ class Hub:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), s.detect_tick_s)
 
+    def _heard_until(self, engine: DetectionEngine, now: float) -> float:
+        """How far the hub has heard: ``now`` when nothing received is still unprocessed;
+        otherwise the newest arrival it has processed. During a database outage or a
+        backlog, silence is the hub's own, not the devices'."""
+        mqtt, ingestor = self._mqtt, self._ingestor
+        caught_up = (
+            mqtt is not None
+            and mqtt.connected
+            and mqtt.pending == 0
+            and self._queue.qsize() == 0
+            and not self._preparing
+            and ingestor is not None
+            and ingestor.database_ok
+        )
+        return now if caught_up else min(now, engine.watermark)
+
     async def _drained(self) -> None:
         await self._queue.join()
 
@@ -231,7 +250,11 @@ class Hub:
             batch = await mqtt.next_batch(max_batch, timeout=0.25, linger=self._settings.ingest_linger_s)
             if not batch:
                 continue
-            prepared = await self._ingestor.prepare(batch)
+            self._preparing = True
+            try:
+                prepared = await self._ingestor.prepare(batch)
+            finally:
+                self._preparing = False
             await self._queue.put(prepared)
 
     async def _commit_loop(self, mqtt: MqttSession, done: asyncio.Event) -> None:

@@ -321,6 +321,8 @@ async def _write_findings(conn: AsyncConnection[Any], batch: StoreBatch) -> None
                     last_seen = greatest(device_health.last_seen, EXCLUDED.last_seen),
                     battery_low = EXCLUDED.battery_low, tamper = EXCLUDED.tamper, fault = EXCLUDED.fault,
                     fault_since = EXCLUDED.fault_since, stuck = EXCLUDED.stuck, updated_at = now()
+                -- written from two tasks: an older state never overwrites a newer one
+                WHERE EXCLUDED.since >= device_health.since
                 """,
                 [(*row, row[0]) for row in batch.health],
             )

@@ -92,4 +92,5 @@ class Detection:
     def key(self) -> str:
         """Identifies the detection across redelivery and restarts: same input, same key."""
         when = self.origin if self.origin is not None else str(round(self.t * 1000))
-        return f"{self.kind}:{self.level}:{self.subject}:{when}"
+        metric = self.detail.get("metric", "")  # HR and RR of one mat can alarm together
+        return f"{self.kind}:{self.level}:{self.subject}:{self.device_id or ''}:{metric}:{when}"

@@ -140,7 +140,7 @@ class BedDetector:
                 if night is not None:
                     self._exit_reported = True
                     out.append(self._det("bed_exit", "alarm", t, {"night": True}, window=(t - 60, t + 10)))
-            self._reset_vitals()
+            out.extend(self._reset_vitals(t))
         self._occupied = occupied
         return out
 
@@ -187,10 +187,18 @@ class BedDetector:
 
     # -- vitals -------------------------------------------------------------------------
 
-    def _reset_vitals(self) -> None:
-        for vital in self._vitals.values():
+    def _reset_vitals(self, t: float) -> list[Detection]:
+        """The bed emptied: nothing is being measured, so open vital alarms end here."""
+        out = []
+        for metric, vital in self._vitals.items():
             vital.samples.clear()
-        self._apnea_since = None
+            if vital.alarmed:
+                vital.alarmed = False
+                out.append(self._det("vitals", "clear", t, {"metric": metric, "reason": "bed empty"}))
+        if self._apnea_level is not None:
+            out.append(self._det("apnea", "clear", t, {"reason": "bed empty"}))
+        self._apnea_since, self._apnea_level = None, None
+        return out
 
     def _vital(self, t: float, metric: str, vital: _Vital, value: float) -> list[Detection]:
         samples = vital.samples

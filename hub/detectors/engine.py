@@ -4,14 +4,21 @@ Detectors are keyed by what they watch:
 
 - per device: the fall detector of a wearable, the bed detector of a mat, device health;
 - per room (``facility/room``): fire and gas, so that two detectors in one room agree;
-- per resident: inactivity, fed by every device linked to the resident or their room.
+- per resident: inactivity, fed by every device linked to the resident or their room (a
+  device with no room counts for the residents of a family care bed's home only).
 
 ``feed`` takes a batch of messages with the hub time each arrived, and returns what was
 detected plus the bookkeeping to persist (health rows, quiet spells). ``tick`` runs the
-rules that fire on the passing of time: heartbeat deadlines on the hub's clock; "not back
-in bed", "absent all night" and inactivity in each source's device time, estimated as the
-hub time minus the offset seen on its last message (so a device with a skewed clock is
-judged by its own clock, and a simulation running faster than real time stays coherent).
+rules that fire on the passing of time:
+
+- heartbeat deadlines on the hub's clock, never ahead of what the hub has processed (the
+  caller passes ``health_now``: while intake lags behind, silence is the hub's, not the
+  device's);
+- inactivity on the hub's clock too, because it combines several devices whose clocks
+  need not agree;
+- "not back in bed" and "absent all night" in the mat's own time, estimated as the hub time
+  minus the offset seen on its last message (so a simulation running faster than real time
+  stays coherent), and fire clears in the room's time likewise.
 
 The engine is driven from one thread at a time (the hub holds ``lock``): feeding runs in
 a worker thread so that numpy and scikit-learn stay off the event loop.
@@ -24,6 +31,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -82,6 +90,9 @@ class DetectionEngine:
         self._leaks: dict[str, bool] = {}
         self._baselines: dict[str, dict[int, float]] = {}
         self._pending: list[tuple[Device, FallDetector, Candidate]] = []  # fall candidates of a batch
+        self._received = 0.0  # hub time of the message being handled
+        self._announced: dict[str, float] = {}  # heartbeat_s a device announced in its status
+        self.watermark = 0.0  # the newest hub time of any message fed
 
     # -- set-up ---------------------------------------------------------------------
 
@@ -99,13 +110,24 @@ class DetectionEngine:
         for device in devices:
             self._link(device)
             self.health.expect(device.id, float(device.heartbeat_s), now)
+        # A resident who was already still before the restart must still be found: their
+        # quiet spell is counted from the restart, since nothing earlier is known.
+        for device in devices:
+            if device.resident_id is not None and device.resident_id not in self._inactivity:
+                self._received = now
+                self._resident(device.resident_id, device).activity(now, "restart")
 
     def expect(self, devices: Iterable[Device], now: float) -> None:
-        """Watch devices registered while the hub runs (known ones are left as they are)."""
+        """Follow the registry: watch devices registered while the hub runs (known ones are
+        left as they are), and relink residents to rooms as they are now."""
+        devices = list(devices)
         with self.lock:
+            self._room_residents.clear()
+            self._facility_residents.clear()
+            self._resident_facility.clear()
             for device in devices:
+                self._link(device)
                 if self.health.online(device.id) is None:
-                    self._link(device)
                     self.health.expect(device.id, float(device.heartbeat_s), now)
 
     def set_baselines(self, baselines: Mapping[str, Mapping[int, float]]) -> None:
@@ -159,14 +181,21 @@ class DetectionEngine:
 
     def _message(self, device: Device, msg: Message, received: float, out: Output) -> None:
         t = msg.ts.timestamp()
-        self._offsets[device.id] = received - t
         found = out.found
         origin = f"{msg.channel}:{msg.seq}:{round(t * 1000)}"  # the message, as redelivery repeats it
+        self.watermark = max(self.watermark, received)
+        self._received = received
         if isinstance(msg, Status) and msg.state == "offline":
+            # a will's ts is when the connection was made, possibly long ago: not the clock
             self._emit(found, device, self.health.last_will(device.id, received, origin))
             return
+        self._offsets[device.id] = received - t
         self._link(device)
-        self._emit(found, device, self.health.heard(device.id, float(device.heartbeat_s), received, origin))
+        if isinstance(msg, Status) and msg.heartbeat_s is not None:
+            self._announced[device.id] = float(msg.heartbeat_s)
+        # What the device says of itself wins over the registry's default: it is what it does.
+        heartbeat = self._announced.get(device.id, float(device.heartbeat_s))
+        self._emit(found, device, self.health.heard(device.id, heartbeat, received, origin))
         if isinstance(msg, Telemetry):
             self._telemetry(device, msg, t, out)
         elif isinstance(msg, Event):
@@ -184,9 +213,11 @@ class DetectionEngine:
             bed = self._bed(device)
             self._emit(found, device, bed.reading(t, metrics))
             occupied = metrics.get("occupied")
-            if occupied is not None and math.isfinite(occupied):
-                for resident in self._residents(device):
-                    self._emit(found, device, self._resident(resident, device).bed(t, occupied >= 0.5))
+            if occupied is not None and math.isfinite(occupied) and device.resident_id is not None:
+                # only the mat's own resident is in (or out of) this bed
+                inactivity = self._resident(device.resident_id, device)
+                self._emit(found, device, inactivity.bed(self._received, occupied >= 0.5))
+                out.gaps.extend(inactivity.take_gaps())
             if metrics.get("movement", 0.0) >= 3.0 and not (metrics.get("occupied", 0.0) >= 0.5):
                 self._activity(device, t, "bed", out)
         elif kind == "smoke_detector" and metrics:
@@ -284,20 +315,21 @@ class DetectionEngine:
             return {device.resident_id}
         if device.room_id is not None:
             return self._room_residents.get((device.facility_id, device.room_id), set())
-        return self._facility_residents.get(device.facility_id, set())
+        if device.care.facility_kind == "home":  # a household's front door is its resident's
+            return self._facility_residents.get(device.facility_id, set())
+        return set()
 
     def _resident(self, resident: str, device: Device) -> InactivityDetector:
         detector = self._inactivity.get(resident)
         if detector is None:
             detector = InactivityDetector(resident, device.care, self._baselines.get(resident))
             self._inactivity[resident] = detector
-        self._offsets[f"resident:{resident}"] = self._offsets[device.id]
         return detector
 
     def _activity(self, device: Device, t: float, source: str, out: Output) -> None:
         for resident in self._residents(device):
             detector = self._resident(resident, device)
-            self._emit(out.found, device, detector.activity(t, source), resident=resident)
+            self._emit(out.found, device, detector.activity(self._received, source), resident=resident)
             out.gaps.extend(detector.take_gaps())
 
     def _emit(
@@ -308,15 +340,20 @@ class DetectionEngine:
 
     # -- time ---------------------------------------------------------------------------
 
-    def tick(self, now: float, *, everything: bool = True) -> Output:
+    def tick(self, now: float, *, health_now: float | None = None, everything: bool = True) -> Output:
         """Rules that fire on time passing; ``now`` is the hub's clock (epoch seconds).
 
-        Heartbeat deadlines are checked on every tick; with ``everything`` false the
+        ``health_now`` is how far heartbeat deadlines may run: the hub passes its clock when
+        intake is caught up, and the newest time it has processed while it lags behind (a
+        database outage, a backlog), so that its own stall never reads as every device
+        falling silent. Deadlines are checked on every tick; with ``everything`` false the
         slower rules (minutes to hours) are skipped, so that frequent ticks stay cheap.
         """
         out = Output()
         with self.lock:
-            for d in self.health.tick(now):
+            for d in self._guarded(
+                "health", lambda: self.health.tick(now if health_now is None else health_now)
+            ):
                 device = self._lookup(d.subject)
                 if device is not None:
                     self._emit(out.found, device, [d])
@@ -326,21 +363,30 @@ class DetectionEngine:
             for device_id, bed in self._beds.items():
                 device = self._lookup(device_id)
                 if device is not None:
-                    self._emit(out.found, device, bed.tick(now - self._offsets.get(device_id, 0.0)))
-            for room, fire in self._fires.items():
-                facility, _, room_id = room.partition("/")
-                for d in fire.tick(now - self._offsets.get(room, 0.0)):
-                    out.found.append(Found(d, facility, None if room_id.startswith("-") else room_id, None))
-            for room, gas in self._gases.items():
-                facility, _, room_id = room.partition("/")
-                for d in gas.tick(now - self._offsets.get(room, 0.0)):
-                    out.found.append(Found(d, facility, None if room_id.startswith("-") else room_id, None))
-            for resident, detector in self._inactivity.items():
-                offset = self._offsets.get(f"resident:{resident}", 0.0)
-                for d in detector.tick(now - offset):
+                    mat_now = now - self._offsets.get(device_id, 0.0)
+                    self._emit(out.found, device, self._guarded(device_id, partial(bed.tick, mat_now)))
+            for rooms in (self._fires, self._gases):
+                for room, detector in rooms.items():
+                    facility, _, room_id = room.partition("/")
+                    room_now = now - self._offsets.get(room, 0.0)
+                    for d in self._guarded(room, partial(detector.tick, room_now)):
+                        out.found.append(
+                            Found(d, facility, None if room_id.startswith("-") else room_id, None)
+                        )
+            for resident, inactivity in self._inactivity.items():
+                for d in self._guarded(resident, partial(inactivity.tick, now)):
                     out.found.append(Found(d, self._resident_facility.get(resident), None, resident))
             out.health = self.health.take_changed(with_seen=True)
         return out
+
+    @staticmethod
+    def _guarded(what: str, rule: Callable[[], list[Detection]]) -> list[Detection]:
+        """One detector's bug must not stop the others, nor the hub."""
+        try:
+            return rule()
+        except Exception:
+            log.exception("detector for %s failed on a tick", what)
+            return []
 
 
 def _fall_detection(device: Device, hit: FallHit, placement: str) -> Detection:

@@ -132,6 +132,7 @@ class DeviceHealth:
             return
         state = _State(heartbeat_s=heartbeat_s, last_seen=now, since=now)
         self._devices[device_id] = state
+        self._dirty.add(device_id)  # persist when this online period began: wills are keyed by it
         self._arm(device_id, state, now)
 
     def forget(self, device_id: str) -> None:
@@ -181,7 +182,10 @@ class DeviceHealth:
         state = self._devices.get(device_id)
         if state is None or not state.online:
             return []
-        return [self._offline(device_id, state, received, "last_will", origin)]
+        # A device composes its will once per connection, and some reuse the same will for
+        # every connection: the online period it ends makes each outage's key its own.
+        period = f"{origin}@{round(state.since * 1000)}" if origin is not None else None
+        return [self._offline(device_id, state, received, "last_will", period)]
 
     def _offline(
         self, device_id: str, state: _State, t: float, reason: str, origin: str | None = None
@@ -256,7 +260,8 @@ class DeviceHealth:
                 )
         for metric, (seconds, readings) in STUCK_RULES.items():
             value = metrics.get(metric)
-            if value is not None:
+            # 0 bpm from an empty bed is "no reading", not a frozen one
+            if value is not None and (value > 0 or metric in ("temp_c", "humidity_pct")):
                 out.extend(self._same(device_id, state, metric, value, t, seconds, readings))
         return out
 

@@ -13,7 +13,7 @@ import psycopg
 from devices.registry import Registry, parse_facility_yaml
 from hub.detectors.base import Detection
 from hub.detectors.engine import Found, Output
-from hub.ingest import add_findings
+from hub.ingest import Ingestor, add_findings
 from hub.safety import alarm_test_compliance, fire_coverage
 from hub.storage import Database, StoreBatch
 from tests.support import Publisher, rows, scalar, wait_until
@@ -230,3 +230,65 @@ def test_a_missing_fall_model_turns_off_fall_detection_only(broker, database, hu
     finally:
         pub.close()
     assert "fall detection is OFF" in hub.log()
+
+
+def test_findings_with_nan_and_stale_health_are_stored_safely(database):
+    from hub.detectors.health import HealthRow
+
+    apply(database, FACILITY)
+    t = 1_780_000_000.0
+    odd = Detection("fault", "warning", t, "sos-1", device_id="sos-1", detail={"reading": float("nan")})
+    newer = HealthRow("sos-1", online=True, since=t + 60, last_seen=t + 60)
+    stale = HealthRow("sos-1", online=False, since=t, last_seen=t)
+
+    async def run() -> None:
+        async with Database(database) as db:
+            for health in ([newer], [stale]):  # the stale state arrives second
+                batch = StoreBatch()
+                add_findings(batch, Output(found=[Found(odd, "care-1", "101", "R1")], health=health))
+                await db.write_findings(batch)
+
+    asyncio.run(run())
+    assert rows(database, "SELECT detail FROM detections") == [({"reading": None},)]
+    assert scalar(database, "SELECT online FROM device_health WHERE device_id = 'sos-1'") is True
+
+
+def test_a_redelivered_last_will_is_not_detected_again(database):
+    from hub.detectors.engine import DetectionEngine
+    from hub.metrics import HubMetrics
+    from hub.mqtt import Inbound
+    from hub.registry import RegistryCache
+
+    apply(database, FACILITY)
+    now = time.time()
+    will = body(0, now - 3600, state="offline")
+
+    def inbound(topic: str, payload: bytes, mid: int) -> Inbound:
+        return Inbound(topic, payload, mid, 1, time.time(), 1)
+
+    async def run() -> tuple[int, list]:
+        async with Database(database) as db:
+            registry = RegistryCache(db, database)
+            await registry.load_all()
+            engine = DetectionEngine(registry.get, None)
+            engine.restore(registry.all(), [], {}, now)
+            ingest = Ingestor(db, registry, HubMetrics(), engine=engine)
+            online = inbound("ankang/v1/will-1/status", body(5, now, state="online", heartbeat_s=3600), 1)
+            first = await ingest.prepare([online, inbound("ankang/v1/will-1/status", will, 2)])
+            await ingest.commit(first)
+            back = inbound("ankang/v1/will-1/status", body(6, now + 5, state="online", heartbeat_s=3600), 3)
+            await ingest.commit(await ingest.prepare([back]))
+            again = await ingest.prepare(
+                [inbound("ankang/v1/will-1/status", will, 4)]
+            )  # the broker resends it
+            await ingest.commit(again)
+            return again.redelivered, [
+                f.detection.kind for f in (again.findings.found if again.findings else [])
+            ]
+
+    redelivered, kinds = asyncio.run(run())
+    assert redelivered == 1 and kinds == []
+    assert rows(database, "SELECT kind FROM detections WHERE subject = 'will-1' ORDER BY t") == [
+        ("device_offline",),
+        ("device_online",),
+    ]

@@ -118,3 +118,18 @@ def test_bad_input_does_not_crash_or_alarm() -> None:
     assert bed.reading(at(23, 1), {"occupied": 0}) == []  # duplicate time: ignored
     assert bed.reading(nan, {"occupied": 0}) == []
     assert bed.reading(at(23, 2), {}) == []
+
+
+def test_heart_and_respiration_alarms_together_are_two_detections() -> None:
+    bed = BedDetector("mat1", CareProfile(hr_range=(50, 100), rr_range=(10, 24)))
+    found = run(bed, at(23), 600, occupied=1, hr_bpm=130, rr_rpm=30)
+    assert sorted(d.detail["metric"] for d in found if d.kind == "vitals") == ["hr_bpm", "rr_rpm"]
+    assert len({d.key for d in found}) == len(found)
+
+
+def test_leaving_the_bed_ends_open_vital_and_apnea_alarms() -> None:
+    bed = BedDetector("mat1", CareProfile(hr_range=(50, 100)))
+    run(bed, at(23), 60, occupied=1, hr_bpm=70, rr_rpm=14)
+    run(bed, at(23, 1), 300, occupied=1, hr_bpm=130, rr_rpm=0)
+    out = bed.reading(at(23, 7), {"occupied": 0})
+    assert ("vitals", "clear") in kinds(out) and ("apnea", "clear") in kinds(out)

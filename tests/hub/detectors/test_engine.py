@@ -152,3 +152,67 @@ def test_hub_clock_detections_keep_their_key_when_the_message_is_redelivered() -
         keys.append([f.detection.key for f in offline + online])
     assert len(keys[0]) == 2
     assert keys[0] == keys[1]
+
+
+def test_each_outage_reported_by_the_same_reused_will_is_its_own_detection() -> None:
+    e = engine()
+    will = Status("sos-1", ts(T0 - 86400), 0, "offline")  # composed once, reused for every connection
+    keys = []
+    for k in range(3):
+        e.feed([(Status("sos-1", ts(T0 + 100 * k), 10 + k, "online"), T0 + 100 * k)])
+        found = e.feed([(will, T0 + 100 * k + 50)]).found
+        keys += [f.detection.key for f in found if f.detection.kind == "device_offline"]
+    assert len(keys) == 3 and len(set(keys)) == 3
+
+
+def test_a_stalled_hub_does_not_declare_its_devices_offline() -> None:
+    e = engine()
+    e.feed([(Status("sos-1", ts(T0), 1, "online"), T0)])
+    # the hub could not process anything newer than T0 + 5 (say the database was away)
+    stalled = e.tick(T0 + 1000, health_now=e.watermark + 5)
+    assert not [f for f in stalled.found if f.detection.kind == "device_offline"]
+    caught_up = e.tick(T0 + 1000)
+    assert "sos-1" in {f.detection.subject for f in caught_up.found if f.detection.kind == "device_offline"}
+
+
+def test_a_resident_still_since_before_a_restart_is_found() -> None:
+    e = engine()  # restored at T0 with no activity seen since
+    out = e.tick(T0 + 3 * 3600 + 60)
+    assert [f.resident_id for f in out.found if f.detection.kind == "inactivity"] == ["R1"]
+
+
+def test_a_sensor_with_a_clock_far_ahead_does_not_hide_inactivity() -> None:
+    e = engine()
+    ahead = Telemetry("motion-1", ts(T0 + 20 * 3600), 1, metrics(motion=1))  # its clock is 20 h fast
+    e.feed([(ahead, T0 + 60)])
+    out = e.tick(T0 + 60 + 3 * 3600 + 60)
+    assert [f.resident_id for f in out.found if f.detection.kind == "inactivity"] == ["R1"]
+
+
+def test_a_last_will_does_not_reset_the_mats_clock() -> None:
+    night = datetime(2026, 5, 28, 23, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+    e = engine()
+    e.feed([(Telemetry("mat-1", ts(night), 1, metrics(occupied=1, hr_bpm=60, rr_rpm=14)), night)])
+    e.feed([(Status("mat-1", ts(night - 2 * 86400), 0, "offline"), night + 30)])
+    out = e.tick(night + 60)
+    assert not [f for f in out.found if f.detection.kind.startswith("bed_")]
+
+
+def test_empty_bed_zeros_are_not_a_stuck_sensor() -> None:
+    e = engine()
+    found = []
+    for k in range(400):  # 0 bpm every 5 s for over half an hour
+        t = T0 + 5 * k
+        found += e.feed(
+            [(Telemetry("mat-1", ts(t), k + 1, metrics(occupied=0, hr_bpm=0, rr_rpm=0)), t)]
+        ).found
+    assert not [f for f in found if f.detection.kind == "stuck_sensor"]
+
+
+def test_a_room_less_door_counts_only_in_a_home() -> None:
+    institution = device("front-door", "motion_sensor", room=None)
+    e = DetectionEngine({**DEVICES, "front-door": institution}.get, fall_model=None)
+    e.restore([*DEVICES.values(), institution], [], {}, T0)
+    e.feed([(Telemetry("front-door", ts(T0 + 3 * 3600), 1, metrics(motion=1)), T0 + 3 * 3600)])
+    out = e.tick(T0 + 3 * 3600 + 120)
+    assert [f.resident_id for f in out.found if f.detection.kind == "inactivity"] == ["R1"]

@@ -249,3 +249,147 @@ def test_the_shipped_model_loads_once_and_refuses_strangers(tmp_path):
     sio.dump({"classifier": load_model().classifier, "threshold": 0.5, "features": ["peak_g"]}, other)
     with pytest.raises(ConfigError, match="other features"):
         load_model(other)
+
+
+# -- the wearer's upright, learnt while walking ------------------------------------------
+
+UP = np.array([0.0, 0.0, 1.0])  # the simulator's upright: sensor z points up when standing
+LYING = np.array([1.0, 0.0, 0.0])
+
+
+def _walk(seconds, rate=50, up=UP, seed=0):
+    """Walking at 1.8 steps a second: |a| swings about 1 g along the upright, a sway across it."""
+    up = np.asarray(up, dtype=float) / np.linalg.norm(up)
+    side = np.cross(up, [0.3, 0.5, 0.8])
+    side /= np.linalg.norm(side)
+    t = np.arange(round(seconds * rate)) / rate
+    vertical = 1.0 + 0.25 * np.sin(2 * np.pi * 3.6 * t) + 0.07 * np.sin(2 * np.pi * 7.2 * t + 0.7)
+    acc = np.outer(vertical, up) + np.outer(0.12 * np.sin(2 * np.pi * 1.8 * t), side)
+    return acc + np.random.default_rng(seed).normal(0.0, 0.01, acc.shape)
+
+
+def _still(seconds, direction, rate=50, seed=1):
+    direction = np.asarray(direction, dtype=float) / np.linalg.norm(direction)
+    n = round(seconds * rate)
+    return np.tile(direction, (n, 1)) + np.random.default_rng(seed).normal(0.0, 0.01, (n, 3))
+
+
+def _turn(seconds, start, end, rate=50, magnitude=None):
+    """The gravity vector turning from ``start`` to ``end``, |a| 1 g unless given per sample."""
+    n = round(seconds * rate)
+    w = np.linspace(0.0, 1.0, n)[:, None]
+    v = (1 - w) * np.asarray(start, dtype=float) + w * np.asarray(end, dtype=float)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v if magnitude is None else v * np.asarray(magnitude)[:, None]
+
+
+def _getting_up_from_lying(rate=50):
+    """Lie down gently, lie still, then rise in a hurry: a dip, a 90-degree turn and a 2.4 g stamp."""
+    rise = round(0.6 * rate)
+    dip = 1.0 - 0.55 * np.sin(np.pi * np.arange(rise) / rise)
+    stamp = np.outer(1.0 + 1.4 * np.sin(np.pi * np.arange(round(0.08 * rate)) / round(0.08 * rate)), UP)
+    return np.vstack(
+        [
+            _still(3, UP, rate),
+            _turn(4, UP, LYING, rate),
+            _still(20, LYING, rate, seed=2),
+            _turn(0.6, LYING, UP, rate, magnitude=dip),
+            stamp,
+            _still(12, UP, rate, seed=3),
+        ]
+    )
+
+
+def _candidates(finder, acc, rate=50, t0=0.0):
+    out = []
+    step = round(rate)
+    for start in range(0, len(acc), step):
+        out += finder.feed(t0 + start / rate, rate, acc[start : start + step])
+    return out + finder.flush()
+
+
+def _angle(a, b):
+    return np.degrees(np.arccos(np.clip(a @ b / np.linalg.norm(a) / np.linalg.norm(b), -1, 1)))
+
+
+@pytest.mark.parametrize("placement", ["waist", "chest"])
+def test_the_upright_is_learnt_from_walking_in_any_frame(placement):
+    up = np.array([0.3, -0.8, 0.5])
+    finder = CandidateFinder(placement)
+    _candidates(finder, _still(30, up))
+    assert finder.upright is None  # standing still says nothing about which way is up
+    _candidates(finder, _turn(10, up, [1.0, 0.2, 0.1]), t0=30.0)
+    assert finder.upright is None  # nor does turning
+    _candidates(finder, _walk(20, up=up), t0=40.0)
+    assert finder.upright is not None
+    assert _angle(finder.upright, up) < 3.0
+
+
+def test_the_wrist_learns_no_upright():
+    finder = CandidateFinder("wrist")
+    _candidates(finder, _walk(30))
+    assert finder.upright is None
+
+
+def test_the_upright_survives_short_gaps_and_is_forgotten_after_a_long_one():
+    finder = CandidateFinder("waist")
+    _candidates(finder, _walk(20))
+    assert finder.upright is not None
+    _candidates(finder, _still(5, UP), t0=80.0)  # a minute without data: kept
+    assert finder.upright is not None
+    _candidates(finder, _still(5, UP), t0=800.0)  # over 10 min: forgotten
+    assert finder.upright is None
+
+
+def test_a_walk_with_bad_samples_still_gives_the_upright_and_no_fall(model):
+    acc = _walk(60)
+    acc[500:550] = np.nan
+    acc[900:905, 2] = np.inf
+    acc[1200:1250] = 16.0
+    acc[1800] = [0.0, 0.0, 16.0]
+    acc[2200:2300] = 1e6
+    detector = FallDetector(model, "waist")
+    assert _feed(detector, acc, 50) == []
+    assert _angle(detector.finder.upright, UP) < 3.0
+
+
+def test_getting_up_from_lying_after_a_walk_is_not_a_fall(model):
+    acc = np.vstack([_walk(30), _getting_up_from_lying()])
+    detector = FallDetector(model, "waist")
+    cands = _candidates(detector.finder, acc)
+    rise = [c for c in cands if c.features["posture_deg"] > 60]
+    assert rise, "the hurried rise opens a candidate"
+    assert all(c.features["upright_deg"] < 15 for c in rise)
+    assert detector.decide(cands, model.probabilities(np.stack([c.vector for c in cands]))) == []
+
+
+@pytest.mark.parametrize("kind", ["forward", "backward", "sideways", "from_chair", "slump"])
+def test_a_fall_after_a_walk_is_still_found(model, kind):
+    walk = _walk(30)
+    acc, (impact,) = _signal("waist", 50, 30, seed=40, falls=[(kind, 12.0)])
+    detector = FallDetector(model, "waist")
+    hit = _assert_one_hit(_feed(detector, np.vstack([walk, acc]), 50), 30.0 + impact)
+    assert hit.features["upright_deg"] > 50
+
+
+def test_without_a_walk_the_upright_feature_is_missing_and_falls_are_found(model):
+    acc, (impact,) = _signal("waist", 50, 30, seed=41, falls=[("sideways", 12.0)])
+    detector = FallDetector(model, "waist")
+    hit = _assert_one_hit(_feed(detector, acc, 50), impact)
+    assert np.isnan(hit.features["upright_deg"])
+    assert detector.finder.upright is None
+
+
+def test_the_angle_to_the_upright_does_not_depend_on_the_mounting():
+    acc, (impact,) = _signal("chest", 50, 25, seed=16, falls=[("forward", 10.0)])
+    acc = np.vstack([_walk(20), acc])
+    a, b = np.radians(-64.0), np.radians(151.0)
+    ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    rz = np.array([[np.cos(b), -np.sin(b), 0], [np.sin(b), np.cos(b), 0], [0, 0, 1]])
+    found = []
+    for frame in (np.eye(3), rz @ ry):
+        cands = _candidates(CandidateFinder("chest"), acc @ frame.T)
+        found.append([c.features["upright_deg"] for c in cands if abs(c.t - 20.0 - impact) < 1.0])
+    assert len(found[0]) == len(found[1]) == 1
+    assert found[0][0] == pytest.approx(found[1][0], abs=1e-6)
+    assert found[0][0] > 50
