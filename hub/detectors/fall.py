@@ -10,14 +10,7 @@ an impact peak, the gravity vector turning, lying still), and a scikit-learn cla
 decides.
 
 Every feature is a magnitude, a duration or an angle between two vectors measured in the
-sensor's own frame, so none depends on how the device's axes are mounted. One of those
-vectors is learnt per device: while the wearer walks (a steady gravity direction under a
-periodic |a| near 1 g), the mean acceleration is the wearer's upright in the sensor's frame,
-and a candidate's posture afterwards is measured against it, which tells ending up lying from
-ending up upright. A waist or chest device learns it; on the wrist the forearm's orientation
-while walking says little about the trunk, so there, and wherever the wearer has not walked
-since the device started or came back from a long silence, that feature is missing (NaN),
-which the classifier handles. Gyroscope samples
+sensor's own frame, so none depends on how the device's axes are mounted. Gyroscope samples
 are accepted and resampled alongside (``recent``), but no feature uses them yet: the
 reference data for daily living (UCI HAPT) and many wearables carry no gyroscope.
 
@@ -50,7 +43,7 @@ from hub.errors import ConfigError
 Array = npt.NDArray[np.float64]
 
 PLACEMENTS: Final = ("waist", "chest", "wrist")
-MODEL_PATH: Final = Path(__file__).with_name("models") / "fall-v2.skops"
+MODEL_PATH: Final = Path(__file__).with_name("models") / "fall-v1.skops"
 
 RATE_HZ: Final = 50.0  # the internal grid; UCI HAPT and many wearables sample at 50 Hz
 _DT: Final = 1.0 / RATE_HZ
@@ -93,26 +86,6 @@ MAX_IMPACT_S: Final = 0.3  # an impact pulse lasts 60-120 ms; a long plateau is 
 SCREEN_POSTURE_DEG: Final = 30.0
 SCREEN_STILL_G: Final = 0.12
 
-# The upright reference. A 2-s window, looked at every second, is walking-like when |a|
-# averages near 1 g, varies like steps (standard deviation 0.06-0.5 g, crossing its mean
-# 2.5-10 times a second: a step rhythm of 1.25-5 Hz) and the gravity direction holds (the
-# mean vectors of its two halves within 10 degrees, and the window's mean vector nearly as
-# long as the mean |a|, which a turning body is not). Three such windows in a row are a walk;
-# each further one moves the reference, a running mean over the first ten and then an
-# exponential one (time constant about 10 s of walking). After a silence of 10 min the device
-# may have been taken off and put back differently, so the reference is forgotten.
-UPRIGHT_PLACEMENTS: Final = ("waist", "chest")
-WALK_WINDOW_S: Final = 2.0
-WALK_STEP_S: Final = 1.0
-WALK_MEAN_G: Final = (0.85, 1.15)
-WALK_STD_G: Final = (0.06, 0.5)
-WALK_CROSSINGS_HZ: Final = (2.5, 10.0)
-WALK_MAX_TURN_DEG: Final = 10.0
-WALK_MIN_STEADY: Final = 0.9  # |mean vector| / mean |a|
-WALK_STREAK: Final = 3
-UPRIGHT_RATE: Final = 0.1
-UPRIGHT_FORGET_S: Final = 600.0
-
 FEATURES: Final = (
     "peak_g",  # |a| at the impact
     "dip_g",  # lowest |a| in the 1.5 s before it
@@ -125,7 +98,6 @@ FEATURES: Final = (
     "post_mean_g",  # mean |a| 1-3 s after (1 g at rest)
     "pre_motion_g",  # RMS deviation of the acceleration vector 3.5-1.5 s before
     "peaks_around",  # other peaks over 1.4 g within the window: the rhythm of steps
-    "upright_deg",  # angle between the mean gravity vector 1-3 s after and the upright (NaN: none)
     "placement_waist",
     "placement_chest",
     "placement_wrist",
@@ -203,13 +175,6 @@ _KEEP_N: Final = _n(KEEP_S)
 _CAP_N: Final = _n(BUFFER_S)
 _CHUNK_S: Final = 1.0  # long blocks (replay, buffered devices) are taken one second at a time
 _SNAP_S: Final = 0.005  # a 50 Hz block this close to the grid is taken as it is (a quarter sample)
-_WALK_N: Final = _n(WALK_WINDOW_S)
-_WALK_HALF_N: Final = _WALK_N // 2
-_WALK_STEP_N: Final = _n(WALK_STEP_S)
-_COS_WALK_TURN: Final = math.cos(math.radians(WALK_MAX_TURN_DEG))
-_MEAN_W: Final = np.full(_WALK_N, 1.0 / _WALK_N)  # weights that make a dot product a mean
-# the mean vectors of a window's two halves in one product
-_HALVES: Final = np.kron(np.eye(2), np.full(_WALK_HALF_N, 1.0 / _WALK_HALF_N))
 
 
 class CandidateFinder:
@@ -232,11 +197,6 @@ class CandidateFinder:
         self._last_gyro = np.full(3, np.nan)
         self._cluster: int | None = None  # grid index where the open cluster started
         self._pending: list[int] = []  # grid indices of impacts awaiting their post window
-        self._learns_upright = placement in UPRIGHT_PLACEMENTS
-        self._upright: tuple[float, float, float] | None = None  # unit vector, sensor's frame
-        self._upright_windows = 0
-        self._walk_streak = 0
-        self._walk_due = _WALK_N  # grid index at which the next walking check is due
 
     # -- input ------------------------------------------------------------------------
 
@@ -271,11 +231,6 @@ class CandidateFinder:
         """End of input: decide what is pending with the signal there is."""
         return self._close(final=True)
 
-    @property
-    def upright(self) -> Array | None:
-        """The wearer's upright direction in the sensor's frame (unit vector), once learnt."""
-        return None if self._upright is None else np.array(self._upright)
-
     def recent(self, seconds: float) -> tuple[Array, Array, Array]:
         """The last ``seconds`` on the grid: times, acceleration (g), gyroscope (deg/s or NaN)."""
         n = min(self._len, max(0, _n(seconds)))
@@ -299,7 +254,6 @@ class CandidateFinder:
             out = self._close(final=True)
             self.stats.restarts += 1
             self._reset()
-            self._forget_upright()
             last = None
         # one test for the common case: false for NaN and infinity as well as absurd values
         if float(np.abs(acc).max()) <= MAX_ACC_G and (last is None or t0 > last + 1e-9):
@@ -330,8 +284,6 @@ class CandidateFinder:
         if self._last_t is not None and t0 - self._last_t > MAX_BRIDGE_S:
             out.extend(self._close(final=True))
             self.stats.restarts += 1
-            if t0 - self._last_t > UPRIGHT_FORGET_S:
-                self._forget_upright()
             self._reset()
         t_last = t0 + (len(acc) - 1) / rate if times is None else float(times[-1])
         if self._last_t is None:
@@ -358,8 +310,6 @@ class CandidateFinder:
                 new_a, new_g = _interpolate(grid, times, acc, gyro)
         self._remember(t_last, acc, gyro)
         self._append(new_a, new_g)
-        if self._learns_upright and self._k0 + self._len >= self._walk_due:
-            self._learn_upright()
         new_mag = self._mag[self._len - len(new_a) : self._len]
         if (
             self._cluster is None
@@ -426,37 +376,6 @@ class CandidateFinder:
         self._last_t = None
         self._cluster = None
         self._pending.clear()
-        self._walk_streak = 0
-        self._walk_due = _WALK_N
-
-    # -- upright reference ------------------------------------------------------------
-
-    def _learn_upright(self) -> None:
-        """Look at the last 2 s; when they continue a walk, move the upright towards them."""
-        end = self._len
-        self._walk_due = self._k0 + end + _WALK_STEP_N
-        if end < _WALK_N:
-            return
-        vector = _walk_vector(self._mag[end - _WALK_N : end], self._acc[end - _WALK_N : end])
-        if vector is None:
-            self._walk_streak = 0
-            return
-        self._walk_streak += 1
-        if self._walk_streak < WALK_STREAK:
-            return
-        self._upright_windows += 1
-        if self._upright is None:
-            self._upright = vector
-            return
-        w = max(UPRIGHT_RATE, 1.0 / self._upright_windows)
-        (x0, y0, z0), (x1, y1, z1) = self._upright, vector
-        x, y, z = (1.0 - w) * x0 + w * x1, (1.0 - w) * y0 + w * y1, (1.0 - w) * z0 + w * z1
-        length = math.sqrt(x * x + y * y + z * z)
-        self._upright = (x / length, y / length, z / length)
-
-    def _forget_upright(self) -> None:
-        self._upright = None
-        self._upright_windows = 0
 
     # -- candidates -------------------------------------------------------------------
 
@@ -537,7 +456,6 @@ class CandidateFinder:
             post_mean,
             _motion(acc[pre]),
             float(max(0, peaks)),
-            math.nan if self._upright is None else _angle_deg(after, np.array(self._upright)),
             *self._onehot,
         ]
         self.stats.candidates += 1
@@ -679,32 +597,6 @@ def _interpolate(grid: Array, times: Array, acc: Array, gyro: Array | None) -> t
     w = ((grid - times[j]) / (times[j + 1] - times[j]))[:, None]
     new_g = None if gyro is None else gyro[j] + (gyro[j + 1] - gyro[j]) * w
     return acc[j] + (acc[j + 1] - acc[j]) * w, new_g
-
-
-def _walk_vector(mag: Array, acc: Array) -> tuple[float, float, float] | None:
-    """The unit mean vector of a window of ``_WALK_N`` samples that looks like walking, else None.
-
-    Dot products instead of ``mean``/``std``/``norm``: on 100 samples numpy's per-call cost
-    dominates, and a still window, the usual case, is rejected after two of them.
-    """
-    mean_g = float(mag @ _MEAN_W)
-    var = float(mag @ mag) / _WALK_N - mean_g * mean_g
-    if not (WALK_STD_G[0] ** 2 <= var <= WALK_STD_G[1] ** 2 and WALK_MEAN_G[0] <= mean_g <= WALK_MEAN_G[1]):
-        return None
-    (x1, y1, z1), (x2, y2, z2) = (_HALVES @ acc).tolist()
-    x, y, z = (x1 + x2) / 2.0, (y1 + y2) / 2.0, (z1 + z2) / 2.0
-    length = math.sqrt(x * x + y * y + z * z)
-    if length < WALK_MIN_STEADY * mean_g:
-        return None  # the direction wanders within the halves: a turning body
-    n1 = math.sqrt(x1 * x1 + y1 * y1 + z1 * z1)
-    n2 = math.sqrt(x2 * x2 + y2 * y2 + z2 * z2)
-    if x1 * x2 + y1 * y2 + z1 * z2 < _COS_WALK_TURN * n1 * n2:
-        return None  # the direction moved between the halves: a change of posture
-    above = mag > mean_g
-    crossings = np.count_nonzero(above[1:] != above[:-1]) / WALK_WINDOW_S
-    if not WALK_CROSSINGS_HZ[0] <= crossings <= WALK_CROSSINGS_HZ[1]:
-        return None
-    return (x / length, y / length, z / length)
 
 
 def _angle_deg(a: Array, b: Array) -> float:
