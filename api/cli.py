@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    import psycopg
+
     from devices import Registry
     from hub import MosquittoServer, PostgresServer, Settings
 
@@ -108,6 +110,95 @@ def migrate_cmd() -> None:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
     typer.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+
+
+@app.command()
+def alerts(
+    migrate: Annotated[bool, typer.Option(help="Apply pending migrations first.")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the alert service: detections → alarms, until SIGTERM or Ctrl-C."""
+    _logging(verbose)
+    from alerts import AlertService
+
+    service = AlertService(_settings())
+    _run_until_signal(lambda stop: service.run(stop, apply_migrations=migrate))
+
+
+alarms_app = typer.Typer(help="List, acknowledge and resolve alarms.", no_args_is_help=True)
+app.add_typer(alarms_app, name="alarms")
+
+
+def _with_alarms_db(action: Callable[[psycopg.AsyncConnection[tuple[object, ...]]], Awaitable[T]]) -> T:
+    """Run ``action`` on one connection; alert errors become a message and exit code 2."""
+    import psycopg
+
+    from alerts import AlertsError, AlertsUnavailable
+
+    async def run() -> T:
+        try:
+            conn = await psycopg.AsyncConnection.connect(_settings().database_url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise AlertsUnavailable(f"cannot connect to the database: {exc}") from exc
+        async with conn:
+            return await action(conn)
+
+    try:
+        return asyncio.run(run())
+    except AlertsUnavailable as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    except AlertsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@alarms_app.command("list")
+def alarms_list(
+    all_: Annotated[bool, typer.Option("--all", help="Include resolved alarms.")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+) -> None:
+    """Unresolved alarms, newest first."""
+    from datetime import UTC
+
+    from alerts import list_alarms
+
+    found = _with_alarms_db(lambda conn: list_alarms(conn, include_resolved=all_, limit=limit))
+    typer.echo(
+        f"{'id':>6} {'priority':<8} {'type':<15} {'state':<12} {'count':>5} {'opened (UTC)':<20} subject"
+    )
+    for a in found:
+        opened = a.opened_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        typer.echo(
+            f"{a.id:>6} {a.priority:<8} {a.type:<15} {a.state:<12} {a.count:>5} {opened:<20} {a.subject}"
+        )
+
+
+@alarms_app.command("ack")
+def alarms_ack(
+    alarm_id: Annotated[int, typer.Argument(metavar="ID")],
+    by: Annotated[str, typer.Option("--by", help="Who acknowledges.")],
+    note: Annotated[str | None, typer.Option(help="At most 2000 characters.")] = None,
+) -> None:
+    """Acknowledge an open alarm."""
+    from alerts import acknowledge
+
+    alarm = _with_alarms_db(lambda conn: acknowledge(conn, alarm_id, by, "cli", note))
+    typer.echo(f"alarm {alarm.id} acknowledged by {alarm.acknowledged_by}")
+
+
+@alarms_app.command("resolve")
+def alarms_resolve(
+    alarm_id: Annotated[int, typer.Argument(metavar="ID")],
+    by: Annotated[str, typer.Option("--by", help="Who resolves.")],
+    resolution: Annotated[str, typer.Option(help="false_alarm, real_incident or test.")],
+    note: Annotated[str | None, typer.Option(help="At most 2000 characters.")] = None,
+) -> None:
+    """Resolve an open or acknowledged alarm."""
+    from alerts import resolve
+
+    alarm = _with_alarms_db(lambda conn: resolve(conn, alarm_id, by, "cli", resolution, note))
+    typer.echo(f"alarm {alarm.id} resolved ({alarm.resolution}) by {alarm.resolved_by}")
 
 
 async def _with_registry(action: Callable[[Registry], Awaitable[T]]) -> T:
@@ -694,7 +785,7 @@ app.add_typer(train_app, name="train")
 def train_fall(
     seed: Annotated[int, typer.Option(help="Seed of the training data and the fit.")] = 7,
     out: Annotated[
-        Path | None, typer.Option(help="Model file to write (default: the shipped fall-v1.skops).")
+        Path | None, typer.Option(help="Model file to write (default: the shipped fall-v1.npz).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:

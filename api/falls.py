@@ -27,7 +27,6 @@ import math
 import pickle
 import sys
 import time
-import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -563,16 +562,48 @@ def choose_threshold(
     return threshold, {"cv_recall": {str(k): round(v, 4) for k, v in recall.items()}, "threshold": threshold}
 
 
+def export_trees(classifier: Any) -> dict[str, npt.NDArray[Any]]:
+    """The fitted trees of a binary HistGradientBoostingClassifier as padded arrays, for
+    ``hub.detectors.fall.TreeEnsemble`` (which predicts without scikit-learn)."""
+    trees = [predictors[0].nodes for predictors in classifier._predictors]
+    width = max(len(nodes) for nodes in trees)
+    if any(bool(nodes["is_categorical"].any()) for nodes in trees):
+        raise ValueError("categorical splits are not supported by the exported format")
+    out: dict[str, npt.NDArray[Any]] = {
+        "feature": np.zeros((len(trees), width), np.int16),
+        "threshold": np.zeros((len(trees), width), np.float64),
+        "left": np.zeros((len(trees), width), np.int16),
+        "right": np.zeros((len(trees), width), np.int16),
+        "leaf": np.ones((len(trees), width), np.bool_),
+        "value": np.zeros((len(trees), width), np.float64),
+        "missing_left": np.zeros((len(trees), width), np.bool_),
+    }
+    for i, nodes in enumerate(trees):
+        n = len(nodes)
+        out["feature"][i, :n] = nodes["feature_idx"]
+        out["threshold"][i, :n] = nodes["num_threshold"]
+        out["left"][i, :n] = nodes["left"]
+        out["right"][i, :n] = nodes["right"]
+        out["leaf"][i, :n] = nodes["is_leaf"].astype(bool)
+        out["value"][i, :n] = nodes["value"]
+        out["missing_left"][i, :n] = nodes["missing_go_to_left"].astype(bool)
+    out["baseline"] = np.asarray(float(np.ravel(classifier._baseline_prediction)[0]))
+    return out
+
+
 def save_model(
     classifier: Any, threshold: float, recipe: Recipe, path: Path, extra: dict[str, Any]
 ) -> dict[str, Any]:
     import sklearn
-    import skops
-    import skops.io as sio
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    bundle = {"classifier": classifier, "threshold": threshold, "features": list(FEATURES)}
-    sio.dump(bundle, path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+    arrays: dict[str, Any] = {
+        **export_trees(classifier),
+        "decision_threshold": np.asarray(threshold),
+        "features": np.array(FEATURES),
+    }
+    with path.open("wb") as fh:  # a file object: savez would otherwise append ".npz"
+        np.savez_compressed(fh, **arrays)
     metadata = {
         "name": path.stem,
         "version": 1,
@@ -581,7 +612,7 @@ def save_model(
         "threshold": threshold,
         "classifier": type(classifier).__name__,
         "sklearn": sklearn.__version__,
-        "skops": skops.__version__,
+        "format": "numpy npz of the fitted trees (hub.detectors.fall.TreeEnsemble)",
         "numpy": np.__version__,
         "recipe": asdict(recipe),
         "seed_namespaces": {"train": TRAIN_NS, "eval_falls": EVAL_FALLS_NS, "eval_adl": EVAL_ADL_NS},

@@ -43,7 +43,7 @@ from hub.errors import ConfigError
 Array = npt.NDArray[np.float64]
 
 PLACEMENTS: Final = ("waist", "chest", "wrist")
-MODEL_PATH: Final = Path(__file__).with_name("models") / "fall-v1.skops"
+MODEL_PATH: Final = Path(__file__).with_name("models") / "fall-v1.npz"
 
 RATE_HZ: Final = 50.0  # the internal grid; UCI HAPT and many wearables sample at 50 Hz
 _DT: Final = 1.0 / RATE_HZ
@@ -534,18 +534,72 @@ class FallDetector:
 
 # -- model files ------------------------------------------------------------------------
 
-# Types a fall model file may contain; skops refuses anything else when loading.
-TRUSTED_TYPES: Final = (
-    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-    "sklearn.preprocessing._label.LabelEncoder",
-    "sklearn._loss.loss.HalfBinomialLoss",
-    "sklearn._loss.link.LogitLink",
-    "sklearn._loss.link.Interval",
-    "sklearn._loss._loss.CyHalfBinomialLoss",
-    "numpy.random._generator.Generator",
-)
+# The model file is plain arrays (``numpy.savez``, loaded with ``allow_pickle=False``): the
+# fitted trees of a gradient-boosted ensemble, exported by ``ankang train fall``. Loading it
+# runs no code from the file, needs no network and no scikit-learn, and the hub keeps the
+# ~170 MB that importing scikit-learn and SciPy would cost out of its memory.
+_MODEL_ARRAYS: Final = ("feature", "threshold", "left", "right", "leaf", "value", "missing_left")
+MAX_TREES: Final = 10_000
+MAX_NODES: Final = 4_096
+
+
+class TreeEnsemble:
+    """A binary gradient-boosted tree ensemble: the sum of one leaf value per tree plus a
+    baseline, through the logistic function, as scikit-learn's HistGradientBoosting does.
+
+    Trees are padded to one width so that all of them descend together: each step moves
+    every (row, tree) pair one level down, and a leaf points to itself.
+    """
+
+    def __init__(self, arrays: Mapping[str, Any], baseline: float) -> None:
+        self.feature = np.asarray(arrays["feature"], dtype=np.intp)
+        self.threshold = np.asarray(arrays["threshold"], dtype=np.float64)
+        self.leaf = np.asarray(arrays["leaf"], dtype=bool)
+        self.value = np.asarray(arrays["value"], dtype=np.float64)
+        self.missing_left = np.asarray(arrays["missing_left"], dtype=bool)
+        left = np.asarray(arrays["left"], dtype=np.intp)
+        right = np.asarray(arrays["right"], dtype=np.intp)
+        self.depth = _depth(left, right, self.leaf)
+        # a leaf's children are itself, so the rows that reach a leaf early stay there
+        own = np.arange(self.feature.shape[1])[None, :]
+        self.left = np.where(self.leaf, own, left)
+        self.right = np.where(self.leaf, own, right)
+        self.baseline = float(baseline)
+
+    def predict_proba(self, x: Any) -> Array:
+        rows = np.asarray(x, dtype=np.float64)
+        if rows.ndim != 2:
+            raise ValueError("expected a 2-D matrix of feature rows")
+        trees = self.feature.shape[0]
+        tree = np.arange(trees)[None, :]
+        node = np.zeros((rows.shape[0], trees), dtype=np.intp)
+        r = np.arange(rows.shape[0])[:, None]
+        for _ in range(self.depth):
+            value = rows[r, self.feature[tree, node]]
+            go_left = np.where(
+                np.isnan(value), self.missing_left[tree, node], value <= self.threshold[tree, node]
+            )
+            node = np.where(go_left, self.left[tree, node], self.right[tree, node])
+        raw = self.baseline + self.value[tree, node].sum(axis=1)
+        p = 1.0 / (1.0 + np.exp(-raw))
+        out: Array = np.column_stack((1.0 - p, p))
+        return out
+
+
+def _depth(left: npt.NDArray[np.intp], right: npt.NDArray[np.intp], leaf: npt.NDArray[np.bool_]) -> int:
+    """Levels from the root to the deepest leaf. Refuses nodes reached twice (cycles)."""
+    trees, width = left.shape
+    depth = np.full((trees, width), -1, dtype=np.intp)
+    depth[:, 0] = 0
+    for level in range(width):
+        tree, node = np.nonzero((depth == level) & ~leaf)
+        if len(tree) == 0:
+            return level
+        for child in (left[tree, node], right[tree, node]):
+            if (depth[tree, child] >= 0).any():
+                raise ValueError("a tree node is reached twice")
+            depth[tree, child] = level + 1
+    raise ValueError("a tree does not end in leaves")
 
 
 def load_model(path: Path | None = None) -> FallModel:
@@ -555,25 +609,42 @@ def load_model(path: Path | None = None) -> FallModel:
 
 @lru_cache(maxsize=8)
 def _load(path: Path) -> FallModel:
-    import skops.io as sio
-
     meta_path = path.with_suffix(".json")
     try:
-        bundle = sio.load(path, trusted=list(TRUSTED_TYPES))
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
         metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise ConfigError(f"cannot load the fall model {path}: {exc}") from exc
-    except Exception as exc:  # skops raises its own types for untrusted content
-        raise ConfigError(f"the fall model {path} is not a trusted model file: {exc}") from exc
-    if not isinstance(bundle, dict) or "classifier" not in bundle or "threshold" not in bundle:
-        raise ConfigError(f"{path} does not hold a fall model bundle")
-    features = tuple(bundle.get("features", ()))
-    if features != FEATURES:
+    missing = [n for n in (*_MODEL_ARRAYS, "baseline", "decision_threshold", "features") if n not in arrays]
+    if missing:
+        raise ConfigError(f"{path} is not a fall model: it lacks {', '.join(missing)}")
+    if tuple(str(f) for f in arrays["features"]) != FEATURES:
         raise ConfigError(f"{path} was trained on other features than this detector computes")
-    classifier = bundle["classifier"]
-    if not hasattr(classifier, "predict_proba"):
-        raise ConfigError(f"{path} holds no probabilistic classifier")
-    return FallModel(classifier, float(bundle["threshold"]), MappingProxyType(metadata))
+    shapes = {arrays[n].shape for n in _MODEL_ARRAYS}
+    shape = arrays["feature"].shape
+    if len(shapes) != 1 or len(shape) != 2 or not (0 < shape[0] <= MAX_TREES and 0 < shape[1] <= MAX_NODES):
+        raise ConfigError(f"{path} holds trees of inconsistent or absurd shape {sorted(shapes)}")
+    leaf = arrays["leaf"].astype(bool)
+    inner = ~leaf
+    if (
+        (arrays["feature"][inner] < 0).any()
+        or (arrays["feature"][inner] >= len(FEATURES)).any()
+        or (arrays["left"][inner] < 0).any()
+        or (arrays["left"][inner] >= shape[1]).any()
+        or (arrays["right"][inner] < 0).any()
+        or (arrays["right"][inner] >= shape[1]).any()
+        or not np.isfinite(arrays["value"][leaf]).all()
+    ):
+        raise ConfigError(f"{path} holds trees that point outside themselves")
+    try:
+        ensemble = TreeEnsemble(arrays, float(arrays["baseline"]))
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    threshold = float(arrays["decision_threshold"])
+    if not 0.0 < threshold < 1.0:
+        raise ConfigError(f"{path} has a decision threshold outside (0, 1)")
+    return FallModel(ensemble, threshold, MappingProxyType(metadata))
 
 
 # -- helpers ----------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def test_wilson_interval():
 
 def test_training_end_to_end_writes_a_loadable_model(tmp_path, hapt):
     recipe = Recipe(seed=3, fall_clips=60, adl_clips=3, adl_seconds=120, max_iter=40, min_samples_leaf=5)
-    path = tmp_path / "fall-small.skops"
+    path = tmp_path / "fall-small.npz"
     summary = train(path, recipe, hapt=hapt[:2])
     assert summary["positives"] >= 59  # a candidate for (nearly) every fall
     meta = json.loads(path.with_suffix(".json").read_text())

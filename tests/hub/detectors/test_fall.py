@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 import pytest
-import skops.io as sio
 
 from hub.detectors.fall import (
     FEATURES,
+    MODEL_PATH,
     CandidateFinder,
     FallDetector,
     FallHit,
@@ -238,14 +238,42 @@ def test_the_shipped_model_loads_once_and_refuses_strangers(tmp_path):
     assert load_model() is load_model()
     assert 0.5 <= load_model().threshold < 1.0
     with pytest.raises(ConfigError):
-        load_model(tmp_path / "missing.skops")
-    (tmp_path / "stranger.json").write_text("{}")
-    stranger = tmp_path / "stranger.skops"
-    sio.dump({"classifier": os.getcwd, "threshold": 0.5, "features": list(FEATURES)}, stranger)
-    with pytest.raises(ConfigError, match="not a trusted model file"):
-        load_model(stranger)  # a function would be called by reference: never loaded
-    (tmp_path / "other.json").write_text("{}")
-    other = tmp_path / "other.skops"
-    sio.dump({"classifier": load_model().classifier, "threshold": 0.5, "features": ["peak_g"]}, other)
+        load_model(tmp_path / "missing.npz")
+    with np.load(MODEL_PATH, allow_pickle=False) as data:
+        good = {name: data[name] for name in data.files}
+
+    def written(name: str, **changes: object) -> object:
+        (tmp_path / f"{name}.json").write_text("{}")
+        path = tmp_path / f"{name}.npz"
+        with path.open("wb") as fh:
+            np.savez(fh, **{**good, **changes})
+        return path
+
+    # a pickled object inside is never loaded: arrays only
+    with (tmp_path / "pickled.npz").open("wb") as fh:
+        np.savez(fh, **{**good, "feature": np.array([os.getcwd], dtype=object)})
+    (tmp_path / "pickled.json").write_text("{}")
+    with pytest.raises(ConfigError, match="cannot load"):
+        load_model(tmp_path / "pickled.npz")
     with pytest.raises(ConfigError, match="other features"):
-        load_model(other)
+        load_model(written("other", features=np.array(["peak_g"])))
+    left = good["left"].copy()
+    left[good["leaf"] == 0] = 10_000
+    with pytest.raises(ConfigError, match="outside themselves"):
+        load_model(written("wild", left=left))
+    cyclic = good["left"].copy()
+    cyclic[0, 0] = 0  # the root is its own child
+    with pytest.raises(ConfigError, match="reached twice"):
+        load_model(written("cyclic", left=cyclic))
+    with pytest.raises(ConfigError, match="threshold"):
+        load_model(written("sure", decision_threshold=np.asarray(1.5)))
+    with pytest.raises(ConfigError, match="lacks"):
+        load_model(_without(tmp_path, good, "value"))
+
+
+def _without(tmp_path, good, name):
+    (tmp_path / "partial.json").write_text("{}")
+    path = tmp_path / "partial.npz"
+    with path.open("wb") as fh:
+        np.savez(fh, **{k: v for k, v in good.items() if k != name})
+    return path

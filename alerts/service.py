@@ -1,0 +1,165 @@
+"""The alert process: detections → alarms, and the hold-down sweep.
+
+Three named tasks share one connection pool:
+
+- ``alerts.listen`` holds a connection with ``LISTEN ankang_detections`` and wakes the
+  consumer the moment the hub commits detections;
+- ``alerts.consume`` drains pending detections (``alerts.lifecycle.apply_pending``) when
+  woken, and at least every ``poll_s`` seconds, so that a lost notification or a broken
+  listener costs at most that much delay;
+- ``alerts.sweep`` resolves flapping conditions that have stayed cleared past their
+  hold-down, on the injected clock.
+
+A database outage is waited out with backoff; the process does not exit. Shutdown is
+ordered and bounded: the loops finish the transaction in hand (for at most
+``drain_timeout`` seconds), and whatever is still running after that is cancelled. An
+uncommitted batch stays pending and is applied on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import psycopg
+
+from alerts.errors import AlertsError, AlertsUnavailable
+from alerts.lifecycle import apply_pending, sweep
+from hub.settings import Settings
+from hub.storage import Database, migrate
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AlertService:
+    """``await AlertService(settings).run(stop)`` runs until ``stop`` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        poll_s: float = 1.0,
+        sweep_s: float = 5.0,
+        batch: int = 500,
+        retry_max_s: float = 5.0,
+        drain_timeout: float = 5.0,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._poll_s = poll_s
+        self._sweep_s = sweep_s
+        self._batch = batch
+        self._retry_max_s = retry_max_s
+        self._drain_timeout = drain_timeout
+        self._wake = asyncio.Event()
+        self._done = asyncio.Event()
+        self._ran = False
+        self.database_ok = False
+
+    async def run(self, stop: asyncio.Event, *, apply_migrations: bool = True) -> None:
+        if self._ran:
+            raise AlertsError("an AlertService runs once; make a new one")
+        self._ran = True
+        url = self._settings.database_url
+        if apply_migrations:
+            applied = await migrate(url)
+            if applied:
+                log.info("applied migrations: %s", ", ".join(applied))
+        async with Database(url, min_size=1, max_size=3, name="ankang-alerts") as db:
+            log.info("alert service running")
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(self._listen(url), name="alerts.listen"),
+                    tg.create_task(self._consume(db), name="alerts.consume"),
+                    tg.create_task(self._sweep(db), name="alerts.sweep"),
+                ]
+                await stop.wait()
+                log.info("stopping")
+                self._done.set()
+                self._wake.set()
+                _, running = await asyncio.wait(tasks, timeout=self._drain_timeout)
+                for task in running:
+                    log.warning("%s did not finish in time; cancelled", task.get_name())
+                    task.cancel()
+        log.info("alert service stopped")
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, returning early on shutdown."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._done.wait(), seconds)
+
+    async def _listen(self, url: str) -> None:
+        backoff = 0.5
+        while not self._done.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=3)
+            except psycopg.OperationalError:
+                await self._pause(backoff)
+                backoff = min(backoff * 2, self._retry_max_s)
+                continue
+            try:
+                async with conn:
+                    await conn.execute("LISTEN ankang_detections")
+                    backoff = 0.5
+                    # Whatever was committed while nobody listened.
+                    self._wake.set()
+                    while not self._done.is_set():
+                        async for _note in conn.notifies(timeout=1.0):
+                            self._wake.set()
+            except psycopg.Error as exc:
+                log.warning("detection listener lost the database: %s", exc)
+                await self._pause(backoff)
+                backoff = min(backoff * 2, self._retry_max_s)
+
+    async def _consume(self, db: Database) -> None:
+        backoff = 0.5
+        while not self._done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+            self._wake.clear()
+            try:
+                while not self._done.is_set():
+                    async with db.connection() as conn:
+                        applied = await apply_pending(conn, limit=self._batch)
+                    for alarm_id in applied.opened:
+                        log.info("opened alarm %d", alarm_id)
+                    if not self.database_ok:
+                        log.info("database reachable; applying detections")
+                    self.database_ok = True
+                    backoff = 0.5
+                    if applied.detections < self._batch:
+                        break
+            except (AlertsUnavailable, TimeoutError, psycopg.OperationalError) as exc:
+                if self.database_ok:
+                    log.warning("database unavailable, detections wait: %s", exc)
+                self.database_ok = False
+                await self._pause(backoff)
+                backoff = min(backoff * 2, self._retry_max_s)
+            except psycopg.Error:
+                # Refused, not unreachable (a bug or a schema mismatch): say so and try again
+                # later, rather than spin or exit with alarms pending.
+                log.exception("applying detections failed")
+                await self._pause(self._retry_max_s)
+
+    async def _sweep(self, db: Database) -> None:
+        while not self._done.is_set():
+            await self._pause(self._sweep_s)
+            if self._done.is_set():
+                return
+            try:
+                async with db.connection() as conn:
+                    resolved = await sweep(conn, self._clock())
+                for alarm_id in resolved:
+                    log.info("alarm %d resolved: cleared past its hold-down", alarm_id)
+            except (AlertsUnavailable, TimeoutError, psycopg.OperationalError) as exc:
+                log.debug("sweep skipped: %s", exc)
+            except psycopg.Error:
+                log.exception("sweep failed")
