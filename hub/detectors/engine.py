@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 # A wearable block whose |a| varies more than this is someone moving (at rest the noise of
 # a MEMS part is ~0.01 g).
 ACTIVE_STD_G = 0.05
+SEEN_REFRESH_S = 60.0  # how often device_health.last_seen is brought up to date
 FIRE_EVENTS = frozenset({"smoke_alarm", "smoke_alarm_cleared", "test"})
 
 
@@ -93,6 +94,7 @@ class DetectionEngine:
         self._received = 0.0  # hub time of the message being handled
         self._announced: dict[str, float] = {}  # heartbeat_s a device announced in its status
         self.watermark = 0.0  # the newest hub time of any message fed
+        self._seen_refreshed = 0.0
 
     # -- set-up ---------------------------------------------------------------------
 
@@ -233,24 +235,27 @@ class DetectionEngine:
         acc = msg.acc_g
         if acc is None or msg.rate_hz is None:
             return
-        n = acc.shape[0]
-        flat = n > 1 and bool((acc == acc[0]).all())
-        self._emit(out.found, device, self.health.acceleration(device.id, t, flat))
-        if n:
-            # variance of |a| as E[|a|²] - E[|a|]², a few µs where np.std takes twenty
-            squared = np.einsum("ij,ij->i", acc, acc, dtype=np.float64)
-            mean = float(np.sqrt(squared).sum()) / n
-            if float(squared.sum()) / n - mean * mean > ACTIVE_STD_G**2:
-                self._activity(device, t, "wearable", out)
-        if self._fall_model is None:
+        if self._fall_model is not None:
+            detector = self._falls.get(device.id)
+            placement = device.placement or "waist"
+            if detector is None or detector.placement != placement:
+                detector = self._falls[device.id] = FallDetector(self._fall_model, placement)
+            cands = detector.candidates(t, msg.rate_hz, acc, msg.gyro_dps)
+            self._pending.extend((device, detector, c) for c in cands)
+            magnitude = detector.finder.newest  # |a| the finder has just computed
+        else:
+            magnitude = np.sqrt(np.einsum("ij,ij->i", acc, acc, dtype=np.float64))
+        n = magnitude.shape[0]
+        if n == 0:
             return
-        detector = self._falls.get(device.id)
-        placement = device.placement or "waist"
-        if detector is None or detector.placement != placement:
-            detector = self._falls[device.id] = FallDetector(self._fall_model, placement)
-        self._pending.extend(
-            (device, detector, c) for c in detector.candidates(t, msg.rate_hz, acc, msg.gyro_dps)
-        )
+        # variance of |a| as E[|a|²] - E[|a|]², a few µs where np.std takes twenty
+        mean = float(magnitude.sum()) / n
+        variance = float(magnitude @ magnitude) / n - mean * mean
+        # a live MEMS part always shows some noise; none at all is a frozen sensor
+        flat = n > 1 and variance <= 1e-12
+        self._emit(out.found, device, self.health.acceleration(device.id, t, flat))
+        if variance > ACTIVE_STD_G**2:
+            self._activity(device, t, "wearable", out)
 
     def _event(self, device: Device, msg: Event, t: float, received: float, out: Output) -> None:
         found = out.found
@@ -376,7 +381,12 @@ class DetectionEngine:
             for resident, inactivity in self._inactivity.items():
                 for d in self._guarded(resident, partial(inactivity.tick, now)):
                     out.found.append(Found(d, self._resident_facility.get(resident), None, resident))
-            out.health = self.health.take_changed(with_seen=True)
+            # last_seen of every device heard is refreshed once a minute, not on every tick:
+            # with thousands of devices that is thousands of upserts
+            refresh = now - self._seen_refreshed >= SEEN_REFRESH_S
+            if refresh:
+                self._seen_refreshed = now
+            out.health = self.health.take_changed(with_seen=refresh)
         return out
 
     @staticmethod

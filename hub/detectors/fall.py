@@ -197,6 +197,9 @@ class CandidateFinder:
         self._last_gyro = np.full(3, np.nan)
         self._cluster: int | None = None  # grid index where the open cluster started
         self._pending: list[int] = []  # grid indices of impacts awaiting their post window
+        # |a| of the newest samples put on the grid by the last ``feed`` (a view, valid
+        # until the next one), so that callers can reuse it instead of recomputing it
+        self.newest: Array = np.empty(0)
 
     # -- input ------------------------------------------------------------------------
 
@@ -208,6 +211,7 @@ class CandidateFinder:
         gyro: npt.ArrayLike | None = None,
     ) -> list[Candidate]:
         """Take one block starting at ``t0`` (seconds); return candidates decided by it."""
+        self.newest = np.empty(0)
         block = _as_block(acc)
         if block is None or not (math.isfinite(t0) and math.isfinite(rate_hz)):
             return []
@@ -311,6 +315,7 @@ class CandidateFinder:
         self._remember(t_last, acc, gyro)
         self._append(new_a, new_g)
         new_mag = self._mag[self._len - len(new_a) : self._len]
+        self.newest = new_mag
         if (
             self._cluster is None
             and not self._pending
