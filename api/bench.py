@@ -344,6 +344,8 @@ class IngestBench:
             inject_loss=self.cfg.inject_loss if faults else 0,
             inject_duplicates=self.cfg.inject_duplicates if faults else 0,
             client_prefix=f"load-{phase}-{self._run}",
+            # a backlog is published faster than real time; its blocks still follow each other
+            clock="blocks" if rate is None else "wall",
         )
         ctx = mp.get_context("spawn")
         sent, acked, out = ctx.Value("q", 0), ctx.Value("q", 0), ctx.Queue()

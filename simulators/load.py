@@ -41,6 +41,10 @@ class LoadConfig:
     seed: int = 1
     client_prefix: str = "load"
     max_inflight: int = 1000
+    # "wall": ts is the wall clock at publishing (live phases measure lag from it);
+    # "blocks": each device's ts advances by one block per message, as a real wearable's
+    # does, for backlogs published faster than real time
+    clock: str = "wall"
 
 
 @dataclass
@@ -124,6 +128,8 @@ def run_load(cfg: LoadConfig, progress: Callable[[int, int], None] | None = None
     planned = total or int((cfg.rate or 1000) * (cfg.duration_s or 1))
     fault_every = max(1, planned // max(1, loss_left + dup_left + 1))
     result.started = time.time()
+    block_ms = round(1000 * cfg.samples / cfg.rate_hz)
+    block_clock0 = int(result.started * 1000) - block_ms * 1000  # a backlog of up to 1000 blocks a device
     t0 = time.monotonic()
     last_misc = t0
     i = 0
@@ -150,7 +156,7 @@ def run_load(cfg: LoadConfig, progress: Callable[[int, int], None] | None = None
             seq = seqs[dev] + 1
             seqs[dev] = seq
             payload = b'{"ts":%d,"seq":%d,"rate_hz":%d,"acc_g":%b,"metrics":{"hr_bpm":72}}' % (
-                int(time.time() * 1000),
+                block_clock0 + seq * block_ms if cfg.clock == "blocks" else int(time.time() * 1000),
                 seq,
                 cfg.rate_hz,
                 blocks[(i // n_dev + i) % len(blocks)],
