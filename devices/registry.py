@@ -372,7 +372,8 @@ class Registry:
     async def devices(self, ids: Iterable[str] | None = None) -> list[Device]:
         query = """
             SELECT d.id, d.kind, d.facility_id, d.room_id, d.bed_id, d.resident_id, d.heartbeat_s,
-                   d.placement, f.tz, f.kind AS facility_kind, f.night_start, f.night_end, f.bed_return_min, f.bed_absent_min,
+                   d.placement, f.tz, f.kind AS facility_kind, f.night_start, f.night_end,
+                   f.bed_return_min, f.bed_absent_min,
                    r.hr_low, r.hr_high, r.rr_low, r.rr_high
             FROM devices d
             JOIN facilities f ON f.id = d.facility_id
