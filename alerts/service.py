@@ -1,14 +1,25 @@
-"""The alert process: detections → alarms, and the hold-down sweep.
+"""The alert process: detections → alarms, the hold-down sweep, escalation and delivery.
 
-Three named tasks share one connection pool:
+Five named tasks (six with ``publish_mqtt``) share one connection pool:
 
-- ``alerts.listen`` holds a connection with ``LISTEN ankang_detections`` and wakes the
-  consumer the moment the hub commits detections;
+- ``alerts.listen`` holds a connection with ``LISTEN ankang_detections`` and
+  ``LISTEN ankang_notifications``, and wakes the consumer the moment the hub commits
+  detections, and the delivery worker the moment an escalation step writes the outbox;
 - ``alerts.consume`` drains pending detections (``alerts.lifecycle.apply_pending``) when
   woken, and at least every ``poll_s`` seconds, so that a lost notification or a broken
   listener costs at most that much delay;
 - ``alerts.sweep`` resolves flapping conditions that have stayed cleared past their
-  hold-down, on the injected clock.
+  hold-down, on the injected clock;
+- ``alerts.escalate`` takes due escalation steps and reminders (``alerts.escalation``) every
+  ``escalate_s`` seconds, and at once when an alarm opens;
+- ``alerts.deliver`` sends due notifications from the outbox (``alerts.delivery``) every
+  ``deliver_s`` seconds, and at once when the outbox is written;
+- ``alerts.publish`` (with ``publish_mqtt``) publishes alarm changes to
+  ``ankang/v1/alerts/{facility}/{type}`` (``alerts.publish``), at once on ``NOTIFY
+  ankang_alarms`` and at least every second.
+
+Every timer lives in the database (levels, reminder times, ``next_attempt_at``): a restart,
+even ``kill -9``, picks up where the last commit left off.
 
 A database outage is waited out with backoff; the process does not exit. Shutdown is
 ordered and bounded: the loops finish the transaction in hand (for at most
@@ -21,13 +32,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import psycopg
 
+from alerts.delivery import DeliveryPolicy, deliver_due
 from alerts.errors import AlertsError, AlertsUnavailable
-from alerts.lifecycle import apply_pending, sweep
+from alerts.escalation import NOTIFY_OUTBOX, escalate
+from alerts.lifecycle import NOTIFY_CHANNEL, apply_pending, sweep
+from alerts.publish import AlarmPublisher, publish_changes
 from hub.settings import Settings
 from hub.storage import Database, migrate
 
@@ -48,6 +63,10 @@ class AlertService:
         clock: Callable[[], datetime] = _utcnow,
         poll_s: float = 1.0,
         sweep_s: float = 5.0,
+        escalate_s: float = 1.0,
+        deliver_s: float = 1.0,
+        delivery: DeliveryPolicy | None = None,
+        publish_mqtt: bool = False,
         batch: int = 500,
         retry_max_s: float = 5.0,
         drain_timeout: float = 5.0,
@@ -56,6 +75,13 @@ class AlertService:
         self._clock = clock
         self._poll_s = poll_s
         self._sweep_s = sweep_s
+        self._escalate_s = escalate_s
+        self._deliver_s = deliver_s
+        self._delivery = delivery or DeliveryPolicy()
+        self._escalate_wake = asyncio.Event()
+        self._deliver_wake = asyncio.Event()
+        self._publish_mqtt = publish_mqtt
+        self._publish_wake = asyncio.Event()
         self._batch = batch
         self._retry_max_s = retry_max_s
         self._drain_timeout = drain_timeout
@@ -73,18 +99,25 @@ class AlertService:
             applied = await migrate(url)
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
-        async with Database(url, min_size=1, max_size=3, name="ankang-alerts") as db:
+        async with Database(url, min_size=1, max_size=4, name="ankang-alerts") as db:
             log.info("alert service running")
             async with asyncio.TaskGroup() as tg:
                 tasks = [
                     tg.create_task(self._listen(url), name="alerts.listen"),
                     tg.create_task(self._consume(db), name="alerts.consume"),
                     tg.create_task(self._sweep(db), name="alerts.sweep"),
+                    tg.create_task(self._escalate(db), name="alerts.escalate"),
+                    tg.create_task(self._deliver(db), name="alerts.deliver"),
                 ]
+                if self._publish_mqtt:
+                    tasks.append(tg.create_task(self._publish(db), name="alerts.publish"))
                 await stop.wait()
                 log.info("stopping")
                 self._done.set()
                 self._wake.set()
+                self._escalate_wake.set()
+                self._deliver_wake.set()
+                self._publish_wake.set()
                 _, running = await asyncio.wait(tasks, timeout=self._drain_timeout)
                 for task in running:
                     log.warning("%s did not finish in time; cancelled", task.get_name())
@@ -108,12 +141,21 @@ class AlertService:
             try:
                 async with conn:
                     await conn.execute("LISTEN ankang_detections")
+                    await conn.execute(f"LISTEN {NOTIFY_OUTBOX}")
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     backoff = 0.5
                     # Whatever was committed while nobody listened.
                     self._wake.set()
+                    self._deliver_wake.set()
+                    self._publish_wake.set()
                     while not self._done.is_set():
-                        async for _note in conn.notifies(timeout=1.0):
-                            self._wake.set()
+                        async for note in conn.notifies(timeout=1.0):
+                            if note.channel == NOTIFY_OUTBOX:
+                                self._deliver_wake.set()
+                            elif note.channel == NOTIFY_CHANNEL:
+                                self._publish_wake.set()
+                            else:
+                                self._wake.set()
             except psycopg.Error as exc:
                 log.warning("detection listener lost the database: %s", exc)
                 await self._pause(backoff)
@@ -131,6 +173,9 @@ class AlertService:
                         applied = await apply_pending(conn, limit=self._batch)
                     for alarm_id in applied.opened:
                         log.info("opened alarm %d", alarm_id)
+                    if applied.opened:
+                        # A new alarm's first step (after_s 0) should not wait for the tick.
+                        self._escalate_wake.set()
                     if not self.database_ok:
                         log.info("database reachable; applying detections")
                     self.database_ok = True
@@ -163,3 +208,76 @@ class AlertService:
                 log.debug("sweep skipped: %s", exc)
             except psycopg.Error:
                 log.exception("sweep failed")
+
+    async def _tick(self, wake: asyncio.Event, seconds: float) -> None:
+        """Wait until woken or ``seconds`` have passed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), seconds)
+        wake.clear()
+
+    async def _escalate(self, db: Database) -> None:
+        while not self._done.is_set():
+            await self._tick(self._escalate_wake, self._escalate_s)
+            if self._done.is_set():
+                return
+            try:
+                async with db.connection() as conn:
+                    taken = await escalate(conn, self._clock())
+                for t in taken:
+                    log.info(
+                        "alarm %d %s (step %d): %d sent to outbox",
+                        t.alarm_id,
+                        t.action,
+                        t.step,
+                        t.notifications,
+                    )
+                if any(t.notifications for t in taken):
+                    self._deliver_wake.set()
+            except (AlertsUnavailable, TimeoutError, psycopg.OperationalError) as exc:
+                log.debug("escalation skipped: %s", exc)
+                await self._pause(self._retry_max_s)
+            except psycopg.Error:
+                log.exception("escalation failed")
+                await self._pause(self._retry_max_s)
+
+    async def _deliver(self, db: Database) -> None:
+        while not self._done.is_set():
+            await self._tick(self._deliver_wake, self._deliver_s)
+            if self._done.is_set():
+                return
+            try:
+                async with db.connection() as conn:
+                    done = await deliver_due(conn, self._clock(), policy=self._delivery)
+                if done.sent or done.failed or done.retrying:
+                    log.info(
+                        "delivery: %d sent, %d retrying, %d failed, %d digested, %d held",
+                        len(done.sent),
+                        len(done.retrying),
+                        len(done.failed),
+                        len(done.digested),
+                        len(done.deferred),
+                    )
+            except (AlertsUnavailable, TimeoutError, psycopg.OperationalError) as exc:
+                log.debug("delivery skipped: %s", exc)
+                await self._pause(self._retry_max_s)
+            except psycopg.Error:
+                log.exception("delivery failed")
+                await self._pause(self._retry_max_s)
+
+    async def _publish(self, db: Database) -> None:
+        # One client id per process: two alert workers must not take each other's session.
+        client_id = f"ankang-alerts-{os.getpid()}"
+        async with AlarmPublisher(self._settings.mqtt, client_id=client_id) as publisher:
+            while not self._done.is_set():
+                await self._tick(self._publish_wake, 1.0)
+                if self._done.is_set():
+                    return
+                try:
+                    async with db.connection() as conn:
+                        await publish_changes(conn, publisher)
+                except (AlertsUnavailable, TimeoutError, psycopg.OperationalError) as exc:
+                    # The broker or the database is away: the changes wait in the table.
+                    log.debug("publishing alarm changes deferred: %s", exc)
+                except psycopg.Error:
+                    log.exception("publishing alarm changes failed")
+                    await self._pause(self._retry_max_s)

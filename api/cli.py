@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import psycopg
 
+    from alerts import Alarm, RecipientStatus
     from devices import Registry
     from hub import MosquittoServer, PostgresServer, Settings
 
@@ -115,13 +118,16 @@ def migrate_cmd() -> None:
 @app.command()
 def alerts(
     migrate: Annotated[bool, typer.Option(help="Apply pending migrations first.")] = True,
+    mqtt: Annotated[
+        bool, typer.Option(help="Publish alarm changes to ankang/v1/alerts/{facility}/{type}.")
+    ] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run the alert service: detections → alarms, until SIGTERM or Ctrl-C."""
+    """Run the alert service: detections → alarms → escalation and notifications, until SIGTERM."""
     _logging(verbose)
     from alerts import AlertService
 
-    service = AlertService(_settings())
+    service = AlertService(_settings(), publish_mqtt=mqtt)
     _run_until_signal(lambda stop: service.run(stop, apply_migrations=migrate))
 
 
@@ -172,6 +178,40 @@ def alarms_list(
         typer.echo(
             f"{a.id:>6} {a.priority:<8} {a.type:<15} {a.state:<12} {a.count:>5} {opened:<20} {a.subject}"
         )
+
+
+@alarms_app.command("show")
+def alarms_show(alarm_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """One alarm, and where each message about it stands (per recipient)."""
+    from datetime import UTC
+
+    from alerts import delivery_status, get_alarm
+
+    async def both(
+        conn: psycopg.AsyncConnection[tuple[object, ...]],
+    ) -> tuple[Alarm, Sequence[RecipientStatus]]:
+        return await get_alarm(conn, alarm_id), await delivery_status(conn, alarm_id)
+
+    alarm, messages = _with_alarms_db(both)
+    opened = alarm.opened_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    typer.echo(
+        f"alarm {alarm.id}: {alarm.priority} {alarm.type} {alarm.state}, count {alarm.count}, "
+        f"opened {opened} UTC, subject {alarm.subject}"
+    )
+    if alarm.acknowledged_by:
+        typer.echo(f"acknowledged by {alarm.acknowledged_by}")
+    if not messages:
+        typer.echo("no messages")
+    for m in messages:
+        status = m.status
+        if m.digest_status is not None:
+            status = f"{m.status} into #{m.digest_id} ({m.digest_status})"
+        line = f"#{m.notification_id:<6} {m.kind:<10} {m.role:<16} {m.contact:<20} {m.channel:<10} {status}"
+        if m.attempts:
+            line += f", {m.attempts} attempt(s)"
+        if m.last_error and m.status != "sent":
+            line += f": {m.last_error}"
+        typer.echo(line)
 
 
 @alarms_app.command("ack")
