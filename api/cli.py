@@ -376,7 +376,7 @@ def services_down() -> None:
 
 @app.command()
 def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    """Start Mosquitto and TimescaleDB, register a small care home, and run the hub."""
+    """Start Mosquitto and TimescaleDB, register a small care home, and run the hub and the alert service."""
     _logging(verbose)
     from devices import load_facility_file
     from hub import Hub, Settings, migrate
@@ -401,9 +401,19 @@ def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
         f"{settings.mqtt.port} -q 1 -t ankang/v1/smoke-101/event "
         '-m "{\\"ts\\": $(date +%s%3N), \\"seq\\": 1, \\"event\\": \\"test\\"}"'
     )
-    typer.echo("Ctrl-C stops the hub; `ankang services down` stops the services.")
+    typer.echo("Alarms:       .venv/bin/ankang alarms list   (and alarms show ID, alarms ack ID --by NAME)")
+    typer.echo("Ctrl-C stops the hub and the alert service; `ankang services down` stops the services.")
+    from alerts import AlertService
+
     hub_ = Hub(settings)
-    _run_until_signal(hub_.run)
+    service = AlertService(settings, publish_mqtt=True)
+
+    async def both(stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(hub_.run(stop), name="demo.hub")
+            tg.create_task(service.run(stop, apply_migrations=False), name="demo.alerts")
+
+    _run_until_signal(both)
 
 
 @app.command()
