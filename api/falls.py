@@ -77,7 +77,7 @@ HAPT_ACTIVITIES: Final = {
     12: "lie to stand",
 }
 EVAL_RATES: Final = (20, 50, 100, 200)
-# Which candidates count as the fall: the brief's scoring window around the impact.
+# Which candidates count as the fall: the scoring window around the impact (docs/detection.md).
 HIT_BEFORE_S: Final = 1.0
 HIT_AFTER_S: Final = 5.0
 # Monotonic constraints (one per feature in FEATURES): a deeper free fall, a harder impact,
