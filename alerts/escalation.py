@@ -21,6 +21,11 @@ After the last step, an alarm that is still open gets a reminder to the last ste
 every ``remind_every_s`` (audited ``reminded``), never more often: the next one is due that
 long after the previous one (or after the last step), whatever the sweep's rhythm.
 
+``after_s`` counts from ``escalation_from`` when a priority raise reopened the alarm
+(0007), else from ``opened_at``. While the alarm's condition is cleared (``cleared_at`` set,
+no repeat since) only step 0 is taken: no later step and no reminder, until a repeat.
+A failure while escalating one alarm is logged and that alarm skipped; the others go on.
+
 Acknowledging stops the escalation. A fire or gas alarm that a person resolves as
 ``real_incident`` is confirmed: the step that names ``regulator_desk`` (if the policy has
 one not yet taken) is taken then, once (``confirm_handled``).
@@ -34,6 +39,7 @@ institution (``facilities.supervisor_id``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -47,12 +53,17 @@ from alerts.errors import AlertsUnavailable, InvalidInput, TemplateError
 from alerts.lifecycle import NOTIFY_CHANNEL
 from alerts.templates import LANGUAGES, TEMPLATES, MessageFields, render
 
+log = logging.getLogger(__name__)
+
 ROLES: Final = ("care_worker", "supervisor", "family", "manager", "regulator_desk", "institution_desk")
 NOTIFY_OUTBOX: Final = "ankang_notifications"
 # Confirmation by a person forwards these to the regulator's desk (GB 50440: a confirmed
 # fire alarm goes on to the 119 centre).
 CONFIRM_FORWARDS: Final = ("fire", "gas")
 STEPS_MAX: Final = 20
+# No step or reminder interval longer than a week: a larger number overflows the datetime
+# arithmetic of the sweep, and no alarm should wait that long for its next tier anyway.
+SECONDS_MAX: Final = 7 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +94,8 @@ def parse_steps(raw: Any) -> tuple[Step, ...]:
         if unknown:
             raise InvalidInput(f"step {i} has unknown keys {sorted(unknown)}")
         after = item.get("after_s")
-        if not isinstance(after, int | float) or isinstance(after, bool) or after < 0:
-            raise InvalidInput(f"step {i}: after_s must be a number of seconds ≥ 0")
+        if not isinstance(after, int | float) or isinstance(after, bool) or not 0 <= after <= SECONDS_MAX:
+            raise InvalidInput(f"step {i}: after_s must be a number of seconds from 0 to {SECONDS_MAX:g}")
         if after < previous:
             raise InvalidInput(f"step {i}: after_s must not be earlier than the step before")
         roles = item.get("roles")
@@ -92,9 +103,11 @@ def parse_steps(raw: Any) -> tuple[Step, ...]:
             raise InvalidInput(f"step {i}: roles must be a non-empty list of {', '.join(ROLES)}")
         remind = item.get("remind_every_s")
         if remind is not None and (
-            not isinstance(remind, int | float) or isinstance(remind, bool) or remind < 1
+            not isinstance(remind, int | float) or isinstance(remind, bool) or not 1 <= remind <= SECONDS_MAX
         ):
-            raise InvalidInput(f"step {i}: remind_every_s must be a number of seconds ≥ 1")
+            raise InvalidInput(
+                f"step {i}: remind_every_s must be a number of seconds from 1 to {SECONDS_MAX:g}"
+            )
         steps.append(Step(float(after), tuple(roles), None if remind is None else float(remind)))
         previous = float(after)
     return tuple(steps)
@@ -188,7 +201,7 @@ _CANDIDATES: Final = """
            coalesce(nullif(rm.name, ''), a.room_id), nullif(r.name, ''),
            coalesce(d.bed_id, (SELECT b.id FROM beds b WHERE b.resident_id = a.resident_id
                                ORDER BY b.id LIMIT 1)),
-           coalesce(pt.steps, pa.steps)
+           coalesce(pt.steps, pa.steps), a.cleared_at, coalesce(a.escalation_from, a.opened_at)
     FROM alarms a
     LEFT JOIN facilities f ON f.id = a.facility_id
     LEFT JOIN rooms rm ON rm.facility_id = a.facility_id AND rm.id = a.room_id
@@ -202,7 +215,7 @@ _CANDIDATES: Final = """
 """
 
 _RECIPIENTS: Final = """
-    SELECT c.id, c.language, c.url FROM contacts c
+    SELECT c.id, c.language, c.url, c.role FROM contacts c
     WHERE c.active AND c.role = ANY(%(roles)s) AND (
         (c.role = 'family' AND (c.resident_id = %(resident)s
                                 OR (%(home)s AND %(resident)s::text IS NULL
@@ -249,6 +262,8 @@ class _Candidate:
     resident_name: str | None
     bed_id: str | None
     policy: Any
+    cleared_at: datetime | None
+    escalate_from: datetime  # opened_at, or when a priority raise reopened it (0007)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,9 +330,9 @@ async def _notify_recipients(
     )
     contacts = await cur.fetchall()
     fields = _fields(c, kind)
-    for contact_id, language, url in contacts:
+    for contact_id, language, url, role in contacts:
         try:
-            subject, body = render(fields, language, templates)
+            subject, body = render(replace(fields, role=role), language, templates)
             status, error = "pending", None
         except TemplateError as exc:
             # Stored as failed with the reason: the step is still taken and visible.
@@ -406,35 +421,57 @@ async def escalate(
             await cur.execute(_CANDIDATES, (list(CONFIRM_FORWARDS),))
             candidates = [_Candidate(*row) for row in await cur.fetchall()]
         for candidate in candidates:
-            c = candidate
-            steps = _steps(c)
-            if c.state != "open":
-                taken.extend(await _confirm(conn, c, steps, now, templates))
-                continue
-            level = c.level
-            while level < len(steps) and c.opened_at + timedelta(seconds=steps[level].after_s) <= now:
-                current = replace(c, level=level)
-                done = await _take(
-                    conn, current, "escalated", level, steps[level].roles, now, templates,
-                    {"after_s": steps[level].after_s},
-                )  # fmt: skip
-                if done is None:
-                    break
-                taken.append(done)
-                level += 1
-                c = replace(c, level=level, escalated_at=now)
-            last = steps[-1]
-            if level >= len(steps) and last.remind_every_s is not None:
-                since = c.reminded_at or c.escalated_at
-                if since is not None and since + timedelta(seconds=last.remind_every_s) <= now:
-                    done = await _take(
-                        conn, c, "reminded", c.reminders + 1, last.roles, now, templates,
-                        {"reminder": c.reminders + 1, "remind_every_s": last.remind_every_s},
-                    )  # fmt: skip
-                    if done is not None:
-                        taken.append(done)
+            try:
+                taken.extend(await _escalate_one(conn, candidate, now, templates))
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                raise
+            except Exception:
+                # One bad row or policy must not stop the escalation of every other alarm:
+                # its transaction rolled back; say so and go on to the next alarm.
+                log.exception("escalating alarm %d failed; skipped", candidate.id)
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         raise AlertsUnavailable(str(exc).strip() or type(exc).__name__) from exc
+    return taken
+
+
+async def _escalate_one(
+    conn: AsyncConnection[Any], candidate: _Candidate, now: datetime, templates: Mapping[str, tuple[str, str]]
+) -> list[Taken]:
+    taken: list[Taken] = []
+    c = candidate
+    steps = _steps(c)
+    if c.state != "open":
+        return await _confirm(conn, c, steps, now, templates)
+    level = c.level
+    # While the condition is cleared (a device back online; cleared_at is reset by a repeat),
+    # the first step is still taken, so that somebody hears of it, but nobody further up the
+    # chain is called and nobody is reminded. A repeat resumes the escalation.
+    cleared = c.cleared_at is not None
+    while (
+        level < len(steps)
+        and (level == 0 or not cleared)
+        and c.escalate_from + timedelta(seconds=steps[level].after_s) <= now
+    ):
+        current = replace(c, level=level)
+        done = await _take(
+            conn, current, "escalated", level, steps[level].roles, now, templates,
+            {"after_s": steps[level].after_s},
+        )  # fmt: skip
+        if done is None:
+            break
+        taken.append(done)
+        level += 1
+        c = replace(c, level=level, escalated_at=now)
+    last = steps[-1]
+    if level >= len(steps) and last.remind_every_s is not None and not cleared:
+        since = c.reminded_at or c.escalated_at
+        if since is not None and since + timedelta(seconds=last.remind_every_s) <= now:
+            done = await _take(
+                conn, c, "reminded", c.reminders + 1, last.roles, now, templates,
+                {"reminder": c.reminders + 1, "remind_every_s": last.remind_every_s},
+            )  # fmt: skip
+            if done is not None:
+                taken.append(done)
     return taken
 
 

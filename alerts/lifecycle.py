@@ -104,7 +104,27 @@ _RAISE: Final = """
         count = alarms.count + 1,
         last_seen_at = greatest(alarms.last_seen_at, EXCLUDED.last_seen_at),
         opened_at = least(alarms.opened_at, EXCLUDED.opened_at),
-        -- a priority only goes up within an alarm (a gas warning, then the gas alarm)
+        -- a priority only goes up within an alarm (a gas warning, then the gas alarm); a
+        -- raise on an acknowledged alarm reopens it and restarts its escalation from step 0,
+        -- counted from this detection (0007; audited 'reopened' by a trigger)
+        state = CASE WHEN alarm_reopens(alarms.state, alarms.priority, EXCLUDED.priority)
+            THEN 'open' ELSE alarms.state END,
+        acknowledged_at = CASE WHEN alarm_reopens(alarms.state, alarms.priority, EXCLUDED.priority)
+            THEN NULL ELSE alarms.acknowledged_at END,
+        acknowledged_by = CASE WHEN alarm_reopens(alarms.state, alarms.priority, EXCLUDED.priority)
+            THEN NULL ELSE alarms.acknowledged_by END,
+        acknowledged_channel = CASE WHEN alarm_reopens(alarms.state, alarms.priority, EXCLUDED.priority)
+            THEN NULL ELSE alarms.acknowledged_channel END,
+        escalation_level = CASE WHEN alarm_reopens(alarms.state, alarms.priority, EXCLUDED.priority)
+            THEN 0 ELSE alarms.escalation_level END,
+        escalated_at = CASE WHEN alarm_reopens(alarms.state, alarms.priority, EXCLUDED.priority)
+            THEN NULL ELSE alarms.escalated_at END,
+        reminders = CASE WHEN alarm_reopens(alarms.state, alarms.priority, EXCLUDED.priority)
+            THEN 0 ELSE alarms.reminders END,
+        reminded_at = CASE WHEN alarm_reopens(alarms.state, alarms.priority, EXCLUDED.priority)
+            THEN NULL ELSE alarms.reminded_at END,
+        escalation_from = CASE WHEN alarm_reopens(alarms.state, alarms.priority, EXCLUDED.priority)
+            THEN EXCLUDED.last_seen_at ELSE alarms.escalation_from END,
         priority = CASE
             WHEN 'high' IN (alarms.priority, EXCLUDED.priority) THEN 'high'
             WHEN 'medium' IN (alarms.priority, EXCLUDED.priority) THEN 'medium'
@@ -121,6 +141,20 @@ _RAISE: Final = """
 
 # A clear ends the condition of every unresolved alarm of its type for that subject, the
 # acknowledged ones included, so that a console can show that a bed exit ended.
+# A repeat of an acknowledged ``until_resolved`` alarm without a hold-down (fire, gas) whose
+# condition had ended before it (``cleared_at`` set, and not later than the repeat) is a new
+# episode: the old alarm is resolved as ``cleared`` by ``system`` here, in the transaction of
+# the upsert that then opens the new one. The row lock this takes serialises racing workers:
+# the loser re-checks ``live`` after the winner commits, matches nothing, and its upsert
+# becomes a repeat of the new alarm. The partial unique index still has the last word.
+_END_EPISODE: Final = """
+    UPDATE alarms SET state = 'resolved', live = false, resolved_at = now(), resolved_by = 'system',
+                      resolved_channel = 'detector', resolution = 'cleared', updated_at = now()
+    WHERE subject = %(subject)s AND type = %(type)s AND live AND state = 'acknowledged'
+      AND cleared_at IS NOT NULL AND cleared_at <= %(t)s
+    RETURNING id, cleared_at
+"""
+
 _CLEAR: Final = """
     UPDATE alarms SET cleared_at = %(t)s, updated_at = now()
     WHERE subject = %(subject)s AND type = %(type)s AND state <> 'resolved'
@@ -166,6 +200,14 @@ class _Detection:
 
 
 _DEADLOCK_RETRIES: Final = 3
+# SQLSTATE class 40: the transaction was rolled back and may simply be tried again. psycopg
+# makes each of these a direct subclass of OperationalError (not of TransactionRollback), so
+# they are named one by one and must be caught before OperationalError is taken for an outage.
+RETRYABLE: Final = (
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.TransactionRollback,
+)
 
 
 async def apply_pending(conn: AsyncConnection[Any], *, limit: int = 500) -> Applied:
@@ -177,11 +219,12 @@ async def apply_pending(conn: AsyncConnection[Any], *, limit: int = 500) -> Appl
     for attempt in range(_DEADLOCK_RETRIES):
         try:
             return await _apply(conn, limit)
-        except psycopg.errors.DeadlockDetected:
-            # Ordered locking makes this rare (several rows of one key cleared at once);
-            # the rollback released the claim, so trying again applies the batch once.
+        except RETRYABLE as exc:
+            # A deadlock or a serialization failure. Ordered locking makes this rare (several
+            # rows of one key cleared at once); the rollback released the claim, so trying
+            # again applies the batch once.
             if attempt == _DEADLOCK_RETRIES - 1:
-                raise
+                raise AlertsUnavailable(str(exc).strip() or type(exc).__name__) from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -207,8 +250,9 @@ async def _apply(conn: AsyncConnection[Any], limit: int) -> Applied:
             changed: set[int] = set()
             for _subject, alarm_type, _id, effect, det in steps:
                 if effect.raise_:
-                    alarm_id, is_new = await _raise(cur, det, alarm_type, effect)
+                    alarm_id, is_new, ended = await _raise(cur, det, alarm_type, effect)
                     changed.add(alarm_id)
+                    changed.update(ended)
                     if is_new:
                         opened.append(alarm_id)
                 else:
@@ -218,6 +262,8 @@ async def _apply(conn: AsyncConnection[Any], limit: int) -> Applied:
             )
             for alarm_id in sorted(changed):
                 await cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(alarm_id)))
+    except RETRYABLE:
+        raise  # a deadlock or serialization failure: apply_pending retries the batch
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         raise AlertsUnavailable(str(exc).strip() or type(exc).__name__) from exc
     return Applied(len(claimed), tuple(opened), tuple(sorted(changed)))
@@ -225,7 +271,17 @@ async def _apply(conn: AsyncConnection[Any], limit: int) -> Applied:
 
 async def _raise(
     cur: psycopg.AsyncCursor[Any], det: _Detection, alarm_type: str, effect: Route
-) -> tuple[int, bool]:
+) -> tuple[int, bool, list[int]]:
+    """Upsert the alarm; returns its id, whether it is new, and the ids of alarms whose
+    episode this detection ended (see ``_END_EPISODE``)."""
+    ended: list[int] = []
+    rule = RULES.get(alarm_type)
+    if rule is not None and rule.episode == "until_resolved" and rule.auto_resolve_after_s is None:
+        await cur.execute(_END_EPISODE, {"subject": det.subject, "type": alarm_type, "t": det.t})
+        for old_id, cleared_at in await cur.fetchall():
+            ended.append(int(old_id))
+            detail = {"resolution": "cleared", "cleared_at": cleared_at.isoformat(), "new_episode": det.id}
+            await cur.execute(_AUDIT, (old_id, None, "resolved", SYSTEM, "detector", None, Jsonb(detail)))
     await cur.execute(
         _RAISE,
         {
@@ -248,7 +304,7 @@ async def _raise(
             _AUDIT,
             (alarm_id, None, "opened", SYSTEM, "detector", None, Jsonb({"detection_id": det.id})),
         )
-    return alarm_id, is_new
+    return alarm_id, is_new, ended
 
 
 async def _clear(cur: psycopg.AsyncCursor[Any], det: _Detection, alarm_type: str) -> list[int]:

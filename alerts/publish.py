@@ -101,8 +101,14 @@ class AlarmPublisher:
             raise AlertsError("the publisher is not open")
         if not self._connected.is_set():
             raise AlertsUnavailable("the MQTT broker is not connected")
-        info = client.publish(topic, payload, qos=1, retain=False)
-        await asyncio.to_thread(info.wait_for_publish, self._timeout_s)
+        try:
+            info = client.publish(topic, payload, qos=1, retain=False)
+            await asyncio.to_thread(info.wait_for_publish, self._timeout_s)
+        except (RuntimeError, ValueError) as exc:
+            # paho raises these when the connection dropped between the check above and the
+            # publish (``Message publish failed: The client is not currently connected.``),
+            # or its queue is full: the broker is away, which the caller waits out.
+            raise AlertsUnavailable(f"publishing to {topic} failed: {exc}") from exc
         if not info.is_published():
             raise AlertsUnavailable(f"no PUBACK for {topic} within {self._timeout_s:g} s")
 

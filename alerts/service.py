@@ -160,6 +160,9 @@ class AlertService:
                 log.warning("detection listener lost the database: %s", exc)
                 await self._pause(backoff)
                 backoff = min(backoff * 2, self._retry_max_s)
+            except Exception:
+                log.exception("detection listener failed")
+                await self._pause(self._retry_max_s)
 
     async def _consume(self, db: Database) -> None:
         backoff = 0.5
@@ -188,9 +191,10 @@ class AlertService:
                 self.database_ok = False
                 await self._pause(backoff)
                 backoff = min(backoff * 2, self._retry_max_s)
-            except psycopg.Error:
+            except Exception:
                 # Refused, not unreachable (a bug or a schema mismatch): say so and try again
-                # later, rather than spin or exit with alarms pending.
+                # later, rather than spin or exit with alarms pending. Whatever it is, it must
+                # not end the TaskGroup, and with it every other loop.
                 log.exception("applying detections failed")
                 await self._pause(self._retry_max_s)
 
@@ -206,8 +210,9 @@ class AlertService:
                     log.info("alarm %d resolved: cleared past its hold-down", alarm_id)
             except (AlertsUnavailable, TimeoutError, psycopg.OperationalError) as exc:
                 log.debug("sweep skipped: %s", exc)
-            except psycopg.Error:
+            except Exception:
                 log.exception("sweep failed")
+                await self._pause(self._retry_max_s)
 
     async def _tick(self, wake: asyncio.Event, seconds: float) -> None:
         """Wait until woken or ``seconds`` have passed."""
@@ -236,7 +241,7 @@ class AlertService:
             except (AlertsUnavailable, TimeoutError, psycopg.OperationalError) as exc:
                 log.debug("escalation skipped: %s", exc)
                 await self._pause(self._retry_max_s)
-            except psycopg.Error:
+            except Exception:
                 log.exception("escalation failed")
                 await self._pause(self._retry_max_s)
 
@@ -247,7 +252,7 @@ class AlertService:
                 return
             try:
                 async with db.connection() as conn:
-                    done = await deliver_due(conn, self._clock(), policy=self._delivery)
+                    done = await deliver_due(conn, self._clock(), policy=self._delivery, clock=self._clock)
                 if done.sent or done.failed or done.retrying:
                     log.info(
                         "delivery: %d sent, %d retrying, %d failed, %d digested, %d held",
@@ -260,7 +265,7 @@ class AlertService:
             except (AlertsUnavailable, TimeoutError, psycopg.OperationalError) as exc:
                 log.debug("delivery skipped: %s", exc)
                 await self._pause(self._retry_max_s)
-            except psycopg.Error:
+            except Exception:
                 log.exception("delivery failed")
                 await self._pause(self._retry_max_s)
 
@@ -278,6 +283,6 @@ class AlertService:
                 except (AlertsUnavailable, TimeoutError, psycopg.OperationalError) as exc:
                     # The broker or the database is away: the changes wait in the table.
                     log.debug("publishing alarm changes deferred: %s", exc)
-                except psycopg.Error:
+                except Exception:
                     log.exception("publishing alarm changes failed")
                     await self._pause(self._retry_max_s)

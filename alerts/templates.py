@@ -79,7 +79,7 @@ TEMPLATES: Final[Mapping[str, tuple[str, str]]] = {
         "地点：{where}\n"
         "时间：{when}（{tz}）\n"
         "已重复 {count} 次\n"
-        "确认请执行：ankang alarms ack {alarm_id} --by 您的姓名\n"
+        "{action}\n"
         "报警编号：{alarm_id}",
     ),
     "en": (
@@ -89,9 +89,25 @@ TEMPLATES: Final[Mapping[str, tuple[str, str]]] = {
         "Where: {where}\n"
         "When: {when} ({tz})\n"
         "Seen {count} time(s)\n"
-        "To acknowledge: ankang alarms ack {alarm_id} --by YOUR-NAME\n"
+        "{action}\n"
         "Alarm id: {alarm_id}",
     ),
+}
+
+# What the reader should do. Staff acknowledge; family and the regulator's desk cannot run
+# the command line, and are told who is handling it and whom to call instead.
+PUBLIC_ROLES: Final = ("family", "regulator_desk")
+ACTION_WORDS: Final[Mapping[str, Mapping[str, str]]] = {
+    "zh": {
+        "staff": "确认请执行：ankang alarms ack {alarm_id} --by 您的姓名",
+        "public": "护理团队已收到通知并正在处理。如需了解情况，请致电机构值班电话。",
+    },
+    "en": {
+        "staff": "To acknowledge: ankang alarms ack {alarm_id} --by YOUR-NAME",
+        "public": (
+            "The care team has been notified and is handling it. For news, call the facility's duty phone."
+        ),
+    },
 }
 
 DIGEST_TEMPLATES: Final[Mapping[str, tuple[str, str]]] = {
@@ -118,6 +134,7 @@ class MessageFields:
     resident: str | None
     device: str | None
     subject: str
+    role: str = "care_worker"  # the recipient's role: family and regulator desks get no CLI command
 
 
 def _local(t: datetime, tz: str) -> tuple[datetime, str]:
@@ -150,6 +167,9 @@ def _words(fields: MessageFields, language: str) -> dict[str, object]:
         type_word=TYPE_WORDS[language].get(fields.alarm_type, fields.alarm_type),
         priority_word=PRIORITY_WORDS[language].get(fields.priority, fields.priority),
         kind_word=KIND_WORDS[language].get(fields.kind, ""),
+        action=ACTION_WORDS[language]["public" if fields.role in PUBLIC_ROLES else "staff"].format(
+            alarm_id=fields.alarm_id
+        ),
     )
     return values
 

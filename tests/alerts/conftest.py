@@ -6,6 +6,7 @@ import email
 import email.policy
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,6 +58,10 @@ class Webhook:
     posts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     # Paths that answer 500, as a channel that is down does.
     failing: set[str] = field(default_factory=set)
+    # Paths that answer only after this many seconds, as a channel that hangs does.
+    slow: dict[str, float] = field(default_factory=dict)
+    # (path, time.monotonic()) of each request as it arrived, before any slow answer.
+    arrivals: list[tuple[str, float]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, path: str) -> str:
@@ -77,6 +82,10 @@ def webhook() -> Iterator[Webhook]:
             body = json.loads(self.rfile.read(length) or b"{}")
             with hook.lock:
                 hook.posts.append((self.path, body))
+                hook.arrivals.append((self.path, time.monotonic()))
+                delay = hook.slow.get(self.path, 0.0)
+            if delay:
+                time.sleep(delay)
             self.send_response(500 if self.path in hook.failing else 200)
             self.end_headers()
 

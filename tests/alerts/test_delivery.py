@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import apprise
 import psycopg
 import pytest
 
@@ -244,3 +245,59 @@ def test_a_reminder_that_is_acknowledged_before_it_goes_is_suppressed(database, 
         ("reminder", "suppressed", "acknowledged before it was sent"),
     ]
     assert len(webhook.to("/care")) == 1
+
+
+def _queue(url: str, contact_id: int, priority: str, subject: str, due: datetime, n: int = 1) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(n):
+            conn.execute(
+                "INSERT INTO notifications (contact_id, channel, kind, language, priority, subject, body,"
+                " next_attempt_at, created_at) VALUES (%s, 'json', 'alarm', 'zh', %s, %s, 'b', %s, %s)",
+                (contact_id, priority, subject, due, due),
+            )
+
+
+def test_a_hanging_channel_does_not_hold_up_a_fire_message_to_someone_else(database, webhook):
+    registry(database)
+    hung = contact(database, "hung", "care_worker", target=webhook.url("/hung"))
+    desk = contact(database, "desk", "supervisor", target=webhook.url("/desk"))
+    webhook.slow["/hung"] = 1.5
+    rules = DeliveryPolicy(send_timeout_s=0.5, concurrency=2)
+    # A backlog of urgent messages to a channel that hangs, all older than the fire message.
+    _queue(database, hung, "high", "backlog", T0, n=10)
+    _queue(database, desk, "high", "FIRE", T0 + S)
+    # apprise loads its plugins on first use; that is not the channel's time.
+    warm = apprise.Apprise()
+    warm.add(webhook.url("/warm"))
+    assert warm.notify(title="warm", body="up")
+
+    start = time.monotonic()
+    done = deliver(database, T0 + 2 * S, rules)
+
+    (fire_at,) = [t for p, t in webhook.arrivals if p == "/desk"]
+    hung_arrivals = sorted(t for p, t in webhook.arrivals if p == "/hung")
+    # Before, the fire waited for 10 / 2 rounds of 0.5 s timeouts (about 2.5 s). Now the hung
+    # channel holds one slot, one message at a time, and the fire goes at once: allow a
+    # generous three send timeouts.
+    assert fire_at - start < 3 * rules.send_timeout_s, (fire_at - start, hung_arrivals[:3])
+    assert fire_at < hung_arrivals[1]  # it did not queue behind the backlog
+    assert len(done.sent) == 1, rows(
+        database, "SELECT id, last_error FROM notifications WHERE contact_id = %s", (desk,)
+    )
+    assert len(done.retrying) == 10  # every backlog message was tried once, and will be again
+
+
+def test_high_priority_is_claimed_before_older_lower_priority_messages(database, webhook):
+    registry(database)
+    low = contact(database, "low", "care_worker", target=webhook.url("/low"))
+    med = contact(database, "med", "care_worker", target=webhook.url("/med"))
+    high = contact(database, "high", "supervisor", target=webhook.url("/high"))
+    _queue(database, low, "low", "battery", T0)
+    _queue(database, med, "medium", "bed exit", T0 + S)
+    _queue(database, high, "high", "FIRE", T0 + 2 * S)
+
+    done = deliver(database, T0 + 3 * S, DeliveryPolicy(concurrency=1))
+
+    assert len(done.sent) == 3
+    with webhook.lock:
+        assert [p for p, _ in webhook.arrivals] == ["/high", "/med", "/low"]
