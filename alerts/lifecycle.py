@@ -33,7 +33,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from alerts.errors import AlarmNotFound, AlertsUnavailable, InvalidInput, TransitionRefused
-from alerts.rules import RULES, Route, route
+from alerts.rules import RULES, Route, clearing_kinds, route
 
 NOTE_MAX: Final = 2000
 ACTOR_MAX: Final = 200
@@ -160,6 +160,17 @@ _CLEAR: Final = """
     WHERE subject = %(subject)s AND type = %(type)s AND state <> 'resolved'
       AND cleared_at IS NULL AND last_seen_at <= %(t)s
     RETURNING id
+"""
+
+# The hub commits out of order: a device's "back online" can be applied before the older
+# "offline" it ends. A raise therefore looks for a clear newer than itself that is already
+# recorded, and takes it as the alarm's clear, so the hold-down still resolves the alarm.
+_LATER_CLEAR: Final = """
+    UPDATE alarms SET cleared_at = c.t, updated_at = now()
+    FROM (SELECT max(t) AS t FROM detections
+          WHERE subject = %(subject)s AND kind = ANY(%(kinds)s) AND level = 'clear' AND t > %(t)s) AS c
+    WHERE alarms.id = %(id)s AND alarms.cleared_at IS NULL AND c.t IS NOT NULL AND alarms.last_seen_at <= c.t
+    RETURNING c.t
 """
 
 _AUDIT: Final = """
@@ -304,6 +315,14 @@ async def _raise(
             _AUDIT,
             (alarm_id, None, "opened", SYSTEM, "detector", None, Jsonb({"detection_id": det.id})),
         )
+    kinds = clearing_kinds(alarm_type)
+    if kinds:
+        await cur.execute(
+            _LATER_CLEAR, {"id": alarm_id, "subject": det.subject, "kinds": list(kinds), "t": det.t}
+        )
+        for (cleared_at,) in await cur.fetchall():
+            detail = {"cleared_at": cleared_at.isoformat(), "applied_out_of_order": True}
+            await cur.execute(_AUDIT, (alarm_id, None, "cleared", SYSTEM, "detector", None, Jsonb(detail)))
     return alarm_id, is_new, ended
 
 

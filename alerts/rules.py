@@ -125,6 +125,11 @@ _CLEARS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
 )
 
 
+def clearing_kinds(alarm_type: str) -> tuple[str, ...]:
+    """The detection kinds whose ``clear`` ends a condition of ``alarm_type``."""
+    return tuple(kind for kind, types in _CLEARS.items() if alarm_type in types)
+
+
 def route(kind: str, level: str) -> Route | None:
     """What a detection of ``kind`` at ``level`` does to alarms; None: nothing (``fire_test``
     is an info counted for GB 50440's monthly tests, not an alarm)."""
