@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import ssl
 import threading
 from datetime import datetime
 from types import TracebackType
@@ -65,10 +64,7 @@ class AlarmPublisher:
         if self._client is not None or self._closed:
             raise AlertsError("an AlarmPublisher is used once; make a new one")
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=paho.MQTTv5)
-        if self._endpoint.username is not None:
-            client.username_pw_set(self._endpoint.username, self._endpoint.password)
-        if self._endpoint.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        self._endpoint.configure(client)
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

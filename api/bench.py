@@ -240,8 +240,7 @@ def _forget_session(mqtt_url: str, client_id: str) -> None:
     # Expiry of 0 discards the new one on disconnect.
     endpoint = MqttEndpoint.from_url(mqtt_url)
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-    if endpoint.username:
-        client.username_pw_set(endpoint.username, endpoint.password)
+    endpoint.configure(client)
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 0
     client.connect(endpoint.host, endpoint.port, clean_start=True, properties=props)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import ssl
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,13 @@ class MqttEndpoint:
             password=unquote(parts.password) if parts.password else None,
             tls=tls,
         )
+
+    def configure(self, client: paho.Client) -> None:
+        """Give a paho client this endpoint's credentials, and TLS for ``mqtts://``."""
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        if self.tls:
+            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
 
 
 class BufferedClient(paho.Client):

@@ -49,8 +49,7 @@ def main(argv: list[str]) -> int:
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600
     props.ReceiveMaximum = 20_000
-    if endpoint.username:
-        client.username_pw_set(endpoint.username, endpoint.password)
+    endpoint.configure(client)
     client.connect(endpoint.host, endpoint.port, clean_start=False, properties=props)
     client.loop_start()
 

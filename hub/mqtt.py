@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import threading
 import time
 from collections import deque
@@ -107,10 +106,7 @@ class MqttSession:
             protocol=paho.MQTTv5,
             manual_ack=True,
         )
-        if self._endpoint.username is not None:
-            client.username_pw_set(self._endpoint.username, self._endpoint.password)
-        if self._endpoint.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        self._endpoint.configure(client)
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

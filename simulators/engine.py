@@ -166,8 +166,7 @@ class Simulation:
         )
         client.max_inflight_messages_set(200)
         client.max_queued_messages_set(2000)
-        if self._endpoint.username:
-            client.username_pw_set(self._endpoint.username, self._endpoint.password)
+        self._endpoint.configure(client)
         status_topic = f"ankang/v1/{dev.spec.id}/status"
         client.will_set(
             status_topic, orjson.dumps({"ts": self._ts(0), "seq": 0, "state": "offline"}), qos=1, retain=True

@@ -107,8 +107,7 @@ def run_load(cfg: LoadConfig, progress: Callable[[int, int], None] | None = None
         conn = BufferedClient(
             CallbackAPIVersion.VERSION2, client_id=f"{cfg.client_prefix}-{k}", protocol=paho.MQTTv5
         )
-        if cfg.endpoint.username:
-            conn.username_pw_set(cfg.endpoint.username, cfg.endpoint.password)
+        cfg.endpoint.configure(conn)
         conn.max_inflight_messages_set(cfg.max_inflight)
         conn.max_queued_messages_set(cfg.max_inflight * 4)
         conn.on_publish = on_publish

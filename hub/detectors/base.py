@@ -15,32 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 Level = Literal["alarm", "prealarm", "warning", "info", "clear"]
-LEVELS: Final = ("alarm", "prealarm", "warning", "info", "clear")
 
 # What a detection is about. Each kind has one subject type (see docs/detection.md).
-KINDS: Final = (
-    "fall",
-    "fire",
-    "gas",
-    "sos",
-    "water_leak",
-    "bed_exit",
-    "bed_not_returned",
-    "bed_absent",
-    "vitals",
-    "apnea",
-    "inactivity",
-    "device_offline",
-    "device_online",
-    "low_battery",
-    "tamper",
-    "fault",
-    "stuck_sensor",
-    "fire_test",
-)
 Kind = Literal[
     "fall",
     "fire",
@@ -61,6 +40,8 @@ Kind = Literal[
     "stuck_sensor",
     "fire_test",
 ]
+LEVELS: Final[tuple[str, ...]] = get_args(Level)
+KINDS: Final[tuple[str, ...]] = get_args(Kind)
 
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 

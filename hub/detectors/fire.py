@@ -31,13 +31,13 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Any, Final, Literal
+from typing import Any, Final, Generic, Literal, Protocol, TypeVar
 
 from devices.contract import METRIC_RANGES
-from hub.detectors.base import Detection
+from hub.detectors.base import Detection, Kind
 
 # -- fire thresholds --------------------------------------------------------------------
 
@@ -224,6 +224,68 @@ def _prune(devices: dict[str, Any], keep: str) -> None:
         del devices[oldest]
 
 
+class _DeviceState(Protocol):
+    seen: float
+    last_eval_t: float | None
+
+
+D = TypeVar("D", bound=_DeviceState)
+
+
+class _RoomDetector(Generic[D]):
+    """What the fire and gas detectors of a room share: their detectors' state, the
+    episode, freshness for agreement, and the clear after ``CLEAR_AFTER_S`` of quiet."""
+
+    kind: Kind
+
+    def __init__(self, room: str, new_device: Callable[[], D]) -> None:
+        self.room = room
+        self._new_device = new_device
+        self._devices: dict[str, D] = {}
+        self._episode = _Episode()
+
+    @property
+    def level(self) -> RoomLevel:
+        return self._episode.level
+
+    def _device(self, device_id: str, t: float) -> D:
+        dev = self._devices.get(device_id)
+        if dev is None:
+            dev = self._devices[device_id] = self._new_device()
+            _prune(self._devices, device_id)
+        dev.seen = max(dev.seen, t)
+        return dev
+
+    def tick(self, now: float) -> list[Detection]:
+        if not math.isfinite(now):
+            return []
+        return self._maybe_clear(now)
+
+    @staticmethod
+    def _fresh(dev: D, t: float) -> bool:
+        return dev.last_eval_t is not None and t - dev.last_eval_t <= AGREE_WINDOW_S
+
+    def _maybe_clear(self, now: float) -> list[Detection]:
+        episode = self._episode
+        due = episode.clear_due(now)
+        if due is None:
+            return []
+        since = episode.normal_since
+        assert since is not None  # noqa: S101 - clear_due checked it
+        episode.level, episode.normal_since = "none", None
+        return [
+            Detection(
+                self.kind,
+                "clear",
+                due,
+                self.room,
+                confidence=1.0,
+                window=(since, due),
+                detail={"quiet_s": CLEAR_AFTER_S, "detectors": len(self._devices)},
+            )
+        ]
+
+
 # -- fire -------------------------------------------------------------------------------
 
 
@@ -250,25 +312,13 @@ class _FireDevice:
     values: dict[str, float] = field(default_factory=dict)
 
 
-class RoomFireDetector:
+class RoomFireDetector(_RoomDetector[_FireDevice]):
     """Fire in one room, from every smoke/heat/CO detector in it."""
 
+    kind: Kind = "fire"
+
     def __init__(self, room: str) -> None:
-        self.room = room
-        self._devices: dict[str, _FireDevice] = {}
-        self._episode = _Episode()
-
-    @property
-    def level(self) -> RoomLevel:
-        return self._episode.level
-
-    def _device(self, device_id: str, t: float) -> _FireDevice:
-        dev = self._devices.get(device_id)
-        if dev is None:
-            dev = self._devices[device_id] = _FireDevice()
-            _prune(self._devices, device_id)
-        dev.seen = max(dev.seen, t)
-        return dev
+        super().__init__(room, _FireDevice)
 
     # -- input ----------------------------------------------------------------------
 
@@ -334,11 +384,6 @@ class RoomFireDetector:
             dev.latched_t = None
             dev.quiet = self._quiet(dev)
         return self._decide(t, device_id)
-
-    def tick(self, now: float) -> list[Detection]:
-        if not math.isfinite(now):
-            return []
-        return self._maybe_clear(now)
 
     # -- per detector ---------------------------------------------------------------
 
@@ -472,9 +517,6 @@ class RoomFireDetector:
 
     # -- per room -------------------------------------------------------------------
 
-    def _fresh(self, dev: _FireDevice, t: float) -> bool:
-        return dev.last_eval_t is not None and t - dev.last_eval_t <= AGREE_WINDOW_S
-
     def _decide(self, t: float, device_id: str) -> list[Detection]:
         devices = self._devices
         episode = self._episode
@@ -536,26 +578,6 @@ class RoomFireDetector:
         )
         return out
 
-    def _maybe_clear(self, now: float) -> list[Detection]:
-        episode = self._episode
-        due = episode.clear_due(now)
-        if due is None:
-            return []
-        since = episode.normal_since
-        assert since is not None  # noqa: S101 - clear_due checked it
-        episode.level, episode.normal_since = "none", None
-        return [
-            Detection(
-                "fire",
-                "clear",
-                due,
-                self.room,
-                confidence=1.0,
-                window=(since, due),
-                detail={"quiet_s": CLEAR_AFTER_S, "detectors": len(self._devices)},
-            )
-        ]
-
 
 # -- gas --------------------------------------------------------------------------------
 
@@ -573,25 +595,13 @@ class _GasDevice:
     last_eval_t: float | None = None
 
 
-class RoomGasDetector:
+class RoomGasDetector(_RoomDetector[_GasDevice]):
     """Combustible gas in one room, from every gas detector in it."""
 
+    kind: Kind = "gas"
+
     def __init__(self, room: str) -> None:
-        self.room = room
-        self._devices: dict[str, _GasDevice] = {}
-        self._episode = _Episode()
-
-    @property
-    def level(self) -> RoomLevel:
-        return self._episode.level
-
-    def _device(self, device_id: str, t: float) -> _GasDevice:
-        dev = self._devices.get(device_id)
-        if dev is None:
-            dev = self._devices[device_id] = _GasDevice()
-            _prune(self._devices, device_id)
-        dev.seen = max(dev.seen, t)
-        return dev
+        super().__init__(room, _GasDevice)
 
     def reading(self, device_id: str, t: float, metrics: Mapping[str, float]) -> list[Detection]:
         if not math.isfinite(t):
@@ -633,17 +643,9 @@ class RoomGasDetector:
             dev.lel = reported
         return self._decide(t, device_id)
 
-    def tick(self, now: float) -> list[Detection]:
-        if not math.isfinite(now):
-            return []
-        return self._maybe_clear(now)
-
     @staticmethod
     def _quiet(dev: _GasDevice) -> bool:
         return dev.latched_t is None and (dev.lel is None or dev.lel < GAS_QUIET_LEL)
-
-    def _fresh(self, dev: _GasDevice, t: float) -> bool:
-        return dev.last_eval_t is not None and t - dev.last_eval_t <= AGREE_WINDOW_S
 
     def _decide(self, t: float, device_id: str) -> list[Detection]:
         devices = self._devices
@@ -691,23 +693,3 @@ class RoomGasDetector:
             )
         )
         return out
-
-    def _maybe_clear(self, now: float) -> list[Detection]:
-        episode = self._episode
-        due = episode.clear_due(now)
-        if due is None:
-            return []
-        since = episode.normal_since
-        assert since is not None  # noqa: S101 - clear_due checked it
-        episode.level, episode.normal_since = "none", None
-        return [
-            Detection(
-                "gas",
-                "clear",
-                due,
-                self.room,
-                confidence=1.0,
-                window=(since, due),
-                detail={"quiet_s": CLEAR_AFTER_S, "detectors": len(self._devices)},
-            )
-        ]
