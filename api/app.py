@@ -1,0 +1,104 @@
+"""The FastAPI application: ``/api/v1`` (OpenAPI at ``/api/v1/docs``) and the pages.
+
+The app owns a connection pool and the alarm feed for its lifetime (the lifespan); nothing
+connects at import or construction time. Errors from below are translated here: a database
+outage is a 503, a value PostgreSQL refuses is a 422, and nothing from bad input is a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+from fastapi import APIRouter, FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from alerts import AlertsUnavailable
+from api.routes import alarms, auth, devices, escalation, facilities, residents
+from api.settings import ApiSettings
+from api.stream import AlarmFeed
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+            settings.database_url,
+            min_size=1,
+            max_size=settings.db_pool_max,
+            kwargs={"autocommit": True},
+            open=False,
+            name="ankang-api",
+        )
+        await pool.open(wait=False)
+        stop = asyncio.Event()
+        app.state.pool = pool
+        app.state.timescale = await _has_timescale(pool)
+        app.state.feed = AlarmFeed(settings.database_url, pool)
+        task = asyncio.create_task(app.state.feed.run(stop), name="api.alarm-feed")
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+            await pool.close()
+
+    app = FastAPI(
+        title="ankang",
+        summary="Care homes, family care beds and fire safety: residents, devices, alarms.",
+        version="1",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (auth, facilities, residents, devices, alarms, escalation):
+        api.include_router(module.router)
+    app.include_router(api)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz(request: Request) -> dict[str, object]:
+        return {"ok": True, "feed_listening": request.app.state.feed.listening.is_set()}
+
+    @app.exception_handler(AlertsUnavailable)
+    @app.exception_handler(psycopg.OperationalError)
+    async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", exc)
+        return JSONResponse(
+            {"detail": "the database is unavailable; try again"}, status.HTTP_503_SERVICE_UNAVAILABLE
+        )
+
+    @app.exception_handler(psycopg.DataError)
+    async def refused(_request: Request, exc: Exception) -> JSONResponse:
+        # a value PostgreSQL cannot take (a timestamp beyond its range, say): the caller's input
+        return JSONResponse(
+            {"detail": f"a value was refused: {str(exc).splitlines()[0]}"},
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+        )
+
+    from api import pages
+
+    pages.mount(app)
+    return app
+
+
+async def _has_timescale(pool: AsyncConnectionPool[AsyncConnection[Any]]) -> bool:
+    try:
+        async with pool.connection(timeout=30.0) as conn:
+            cur = await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
+            return await cur.fetchone() is not None
+    except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError):
+        log.warning("database not reachable at start; readings are bucketed without TimescaleDB")
+        return False

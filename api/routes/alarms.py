@@ -1,0 +1,306 @@
+"""Alarms: the list, one alarm with its audit trail, deliveries and evidence, acknowledge
+and resolve, and the live stream of changes (SSE)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Final, Literal
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from psycopg.rows import dict_row
+from pydantic import BaseModel, Field
+
+import alerts
+from alerts import AlarmNotFound, InvalidInput, TransitionRefused
+from api.deps import Actor, Caller, Conn, RawReader, feed, not_found
+from api.stream import CLOSING, RESYNC
+from api.views import ALARM_VIEW, PRIORITY_ORDER, alarm_scope, for_caller, serialize
+
+router = APIRouter(prefix="/alarms", tags=["alarms"])
+
+AlarmId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+State = Literal["open", "acknowledged", "resolved", "unresolved"]
+Priority = Literal["high", "medium", "low"]
+# Readings shown around a fire: a few minutes before the first detection, up to the last.
+_FIRE_BEFORE: Final = timedelta(minutes=10)
+_FIRE_METRICS: Final = ("temp_c", "smoke_density_pct_m", "smoke", "co_ppm", "gas_lel_pct")
+_MAX_TRACE: Final = 3000
+
+
+class Ack(BaseModel):
+    note: str | None = Field(default=None, max_length=alerts.NOTE_MAX)
+
+
+class Resolve(BaseModel):
+    resolution: Literal["false_alarm", "real_incident", "test"]
+    note: str | None = Field(default=None, max_length=alerts.NOTE_MAX)
+
+
+class AuditEntry(BaseModel):
+    at: datetime
+    action: str
+    actor: str
+    channel: str
+    note: str | None
+    detail: dict[str, Any]
+
+
+class Delivery(BaseModel):
+    contact: str
+    role: str
+    channel: str
+    kind: str
+    step: int | None
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class Series(BaseModel):
+    device_id: str
+    metric: str
+    ts: list[datetime]
+    values: list[float]
+
+
+class Evidence(BaseModel):
+    alarm_id: int
+    kind: str
+    window_start: datetime
+    window_end: datetime
+    series: list[Series]
+
+
+async def _scoped(conn: Conn, caller: Caller, alarm_id: int) -> dict[str, Any]:
+    where, args = alarm_scope(caller)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"{ALARM_VIEW} WHERE {where} AND a.id = %(alarm_id)s", {**args, "alarm_id": alarm_id}
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise not_found("alarm", alarm_id)
+    return row
+
+
+@router.get("")
+async def list_alarms(
+    conn: Conn,
+    caller: Caller,
+    state: State = "unresolved",
+    type: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z_]+$")] = None,
+    priority: Priority | None = None,
+    facility: Annotated[str | None, Query(max_length=64)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    """Alarms in the caller's scope, the most urgent first (priority, then newest)."""
+    where, args = alarm_scope(caller)
+    clauses = [where]
+    if state == "unresolved":
+        clauses.append("a.state <> 'resolved'")
+    else:
+        clauses.append("a.state = %(state)s")
+    for name, value, clause in (
+        ("type", type, "a.type = %(type)s"),
+        ("priority", priority, "a.priority = %(priority)s"),
+        ("facility", facility, "a.facility_id = %(facility)s"),
+        ("since", since, "a.opened_at >= %(since)s"),
+        ("until", until, "a.opened_at < %(until)s"),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            args[name] = value
+    args.update(state=state, limit=limit)
+    sql = (
+        f"{ALARM_VIEW} WHERE {' AND '.join(clauses)} ORDER BY {PRIORITY_ORDER}, a.opened_at DESC, a.id DESC"
+        " LIMIT %(limit)s"
+    )
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql, args)
+        return [for_caller(serialize(r), caller) for r in await cur.fetchall()]
+
+
+@router.get("/stream", response_class=EventSourceResponse)
+async def stream(request: Request, caller: Caller) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events: ``alarm`` with the changed alarm (as in the list) whenever one in
+    the caller's scope opens, repeats, escalates, is acknowledged or resolved; ``resync``
+    when changes may have been missed, after which a client reloads its list."""
+    alarm_feed = feed(request)
+    async with alarm_feed.subscribe(caller) as sub:
+        yield ServerSentEvent(event="ready", data={"listening": alarm_feed.listening.is_set()}, retry=2000)
+        while True:
+            try:
+                item = await asyncio.wait_for(sub.next(), timeout=5.0)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    return
+                continue
+            if item == CLOSING:
+                return
+            if item == RESYNC:
+                yield ServerSentEvent(event="resync", data={})
+            else:
+                assert isinstance(item, dict)  # noqa: S101  (the feed queues views or RESYNC)
+                yield ServerSentEvent(event="alarm", data=item, id=f"{item['id']}:{item['updated_at']}")
+
+
+@router.get("/{alarm_id}", responses={404: {"description": "Unknown, or not the caller's"}})
+async def get_alarm(alarm_id: AlarmId, conn: Conn, caller: Caller) -> dict[str, Any]:
+    return for_caller(serialize(await _scoped(conn, caller, alarm_id)), caller)
+
+
+async def _transition(
+    conn: Conn, caller: Actor, alarm_id: int, action: Callable[[], Awaitable[object]]
+) -> dict[str, Any]:
+    await _scoped(conn, caller, alarm_id)
+    try:
+        await action()
+    except AlarmNotFound:
+        raise not_found("alarm", alarm_id) from None
+    except TransitionRefused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except InvalidInput as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    return serialize(await _scoped(conn, caller, alarm_id))
+
+
+@router.post(
+    "/{alarm_id}/ack",
+    responses={
+        404: {"description": "Unknown, or not the caller's"},
+        409: {"description": "Already acknowledged"},
+    },
+)
+async def acknowledge(
+    alarm_id: AlarmId, conn: Conn, caller: Actor, body: Ack | None = None
+) -> dict[str, Any]:
+    """open → acknowledged, by the caller."""
+    note = body.note if body else None
+    return await _transition(
+        conn, caller, alarm_id, lambda: alerts.acknowledge(conn, alarm_id, caller.username, "api", note)
+    )
+
+
+@router.post(
+    "/{alarm_id}/resolve",
+    responses={
+        404: {"description": "Unknown, or not the caller's"},
+        409: {"description": "Already resolved"},
+    },
+)
+async def resolve(alarm_id: AlarmId, body: Resolve, conn: Conn, caller: Actor) -> dict[str, Any]:
+    """→ resolved with a conclusion (false alarm, real incident, test) and a note."""
+    return await _transition(
+        conn,
+        caller,
+        alarm_id,
+        lambda: alerts.resolve(conn, alarm_id, caller.username, "api", body.resolution, body.note),
+    )
+
+
+@router.get("/{alarm_id}/events", responses={404: {"description": "Unknown, or not the caller's"}})
+async def audit(alarm_id: AlarmId, conn: Conn, caller: Caller) -> list[AuditEntry]:
+    """The alarm's audit trail, oldest first."""
+    await _scoped(conn, caller, alarm_id)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT at, action, actor, channel, note, detail FROM alarm_events"
+            " WHERE alarm_id = %s ORDER BY id",
+            (alarm_id,),
+        )
+        return [AuditEntry(**r) for r in await cur.fetchall()]
+
+
+@router.get("/{alarm_id}/deliveries", responses={404: {"description": "Unknown, or not the caller's"}})
+async def deliveries(alarm_id: AlarmId, conn: Conn, caller: Caller) -> list[Delivery]:
+    """Every notification about the alarm and how it fared. Families see only their own."""
+    await _scoped(conn, caller, alarm_id)
+    rows = await alerts.delivery_status(conn, alarm_id)
+    if caller.role == "family":
+        rows = [r for r in rows if r.role == "family"]
+    return [
+        Delivery(
+            contact=r.contact,
+            role=r.role,
+            channel=r.channel,
+            kind=r.kind,
+            step=r.step,
+            status=r.status,
+            attempts=r.attempts,
+            last_error=r.last_error,
+            created_at=r.created_at,
+            sent_at=r.sent_at,
+        )
+        for r in rows
+    ]
+
+
+def _window(alarm: dict[str, Any]) -> tuple[datetime, datetime]:
+    window = (alarm.get("evidence") or {}).get("window")
+    if isinstance(window, list) and len(window) == 2:
+        try:
+            return datetime.fromisoformat(window[0]), datetime.fromisoformat(window[1])
+        except (TypeError, ValueError):
+            pass
+    opened: datetime = alarm["opened_at"]
+    return opened - timedelta(seconds=30), max(opened, alarm["last_seen_at"]) + timedelta(seconds=30)
+
+
+@router.get(
+    "/{alarm_id}/evidence",
+    responses={404: {"description": "Unknown, or not the caller's"}, 403: {"description": "Regulators"}},
+)
+async def evidence(alarm_id: AlarmId, conn: Conn, caller: RawReader) -> Evidence:
+    """The raw data behind an alarm: the acceleration magnitude around a fall, or the
+    temperature, smoke, CO and gas curves of the room's detectors around a fire."""
+    alarm = await _scoped(conn, caller, alarm_id)
+    start, end = _window(alarm)
+    series: list[Series] = []
+    async with conn.cursor() as cur:
+        if alarm["device_kind"] == "wearable" and alarm["device_id"]:
+            await cur.execute(
+                "SELECT ts, rate_hz, n, acc FROM waveforms WHERE device_id = %s AND ts >= %s AND ts <= %s"
+                " ORDER BY ts LIMIT 600",
+                (alarm["device_id"], start - timedelta(seconds=5), end),
+            )
+            ts: list[datetime] = []
+            mags: list[float] = []
+            for t0, rate, n, acc in await cur.fetchall():
+                xyz = np.frombuffer(acc, "<f4").reshape(int(n), 3)
+                mag = np.sqrt((xyz.astype(np.float64) ** 2).sum(axis=1))
+                ts.extend(t0 + timedelta(seconds=i / float(rate)) for i in range(int(n)))
+                mags.extend(float(m) for m in mag)
+            step = max(1, len(mags) // _MAX_TRACE)
+            series.append(
+                Series(
+                    device_id=alarm["device_id"], metric="acc_magnitude_g", ts=ts[::step], values=mags[::step]
+                )
+            )
+            kind = "acceleration"
+        else:
+            start = start - _FIRE_BEFORE
+            await cur.execute(
+                """
+                SELECT r.device_id, r.metric, array_agg(r.ts ORDER BY r.ts), array_agg(r.value ORDER BY r.ts)
+                FROM readings r JOIN devices d ON d.id = r.device_id
+                WHERE ((d.facility_id = %s AND d.room_id = %s) OR d.id = %s)
+                  AND r.ts >= %s AND r.ts <= %s AND r.metric = ANY(%s)
+                GROUP BY r.device_id, r.metric ORDER BY r.device_id, r.metric
+                """,
+                (alarm["facility_id"], alarm["room_id"], alarm["device_id"], start, end, list(_FIRE_METRICS)),
+            )
+            for device_id, metric, times, values in await cur.fetchall():
+                step = max(1, len(values) // _MAX_TRACE)
+                series.append(
+                    Series(device_id=device_id, metric=metric, ts=times[::step], values=values[::step])
+                )
+            kind = "readings"
+    return Evidence(alarm_id=alarm_id, kind=kind, window_start=start, window_end=end, series=series)

@@ -1,0 +1,23 @@
+"""The API's settings: the hub's settings (database, broker) plus HTTP and session options."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from hub.settings import Settings
+
+
+class ApiSettings(Settings):
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    # Sessions expire; a care console on a shift-long screen logs in again after a shift.
+    session_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
+    # Failed logins allowed per username, and per client address, in the window.
+    login_failures_per_user: int = Field(default=5, ge=1, le=1000)
+    login_failures_per_client: int = Field(default=20, ge=1, le=10000)
+    login_window_s: int = Field(default=15 * 60, ge=10, le=24 * 3600)
+    # Only `ankang demo` sets this: demo accounts with published passwords are accepted.
+    demo: bool = False
+    # Cookies go over HTTPS only; set behind a TLS-terminating proxy.
+    secure_cookies: bool = False
+    db_pool_max: int = Field(default=10, ge=2, le=200)
