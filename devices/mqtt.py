@@ -1,6 +1,7 @@
 """MQTT transport help shared by the hub and the simulators.
 
-``MqttEndpoint`` is a broker address parsed from ``mqtt://user:pass@host:port``.
+``MqttEndpoint`` is a broker address parsed from ``mqtt://user:pass@host:port`` (``mqtts://`` for
+TLS, verified against the system's CAs or a given CA file).
 ``BufferedClient`` is paho-mqtt with a faster read path; everything else is paho's.
 """
 
@@ -24,9 +25,12 @@ class MqttEndpoint:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    # PEM file of the CA that signed the broker's certificate (a private CA); None: the
+    # system's trusted CAs. The broker's host name is always checked against its certificate.
+    ca_file: str | None = None
 
     @classmethod
-    def from_url(cls, url: str) -> MqttEndpoint:
+    def from_url(cls, url: str, *, ca_file: str | None = None) -> MqttEndpoint:
         """``mqtt://user:pass@host:port``, or ``mqtts://`` for TLS (default ports 1883 and 8883)."""
         parts = urlsplit(url)
         tls = parts.scheme == "mqtts"
@@ -36,14 +40,20 @@ class MqttEndpoint:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             tls=tls,
+            ca_file=ca_file,
         )
+
+    @property
+    def url(self) -> str:
+        """The address without credentials, fit to print."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
     def configure(self, client: paho.Client) -> None:
         """Give a paho client this endpoint's credentials, and TLS for ``mqtts://``."""
         if self.username is not None:
             client.username_pw_set(self.username, self.password)
         if self.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_set(ca_certs=self.ca_file, cert_reqs=ssl.CERT_REQUIRED)
 
 
 class BufferedClient(paho.Client):

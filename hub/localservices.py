@@ -12,9 +12,11 @@ PostgreSQL refuses to run as root, so as root the cluster is owned and run by th
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -22,11 +24,14 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from hub.errors import ServiceError
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 MOSQUITTO_BIN = Path("/usr/sbin/mosquitto")
+MOSQUITTO_CTRL_BIN = Path("/usr/bin/mosquitto_ctrl")
+_DYNSEC_PLUGIN_GLOB = "/usr/lib/*/mosquitto_dynamic_security.so"  # Debian ships it with mosquitto
 
 
 def free_port() -> int:
@@ -62,7 +67,14 @@ def _pid_alive(pid: int) -> bool:
 
 @dataclass
 class MosquittoServer:
-    """A Mosquitto 2 broker with a persistent store sized for a restarting hub."""
+    """A Mosquitto 2 broker with a persistent store sized for a restarting hub.
+
+    ``auth`` chooses who may connect (docs/deployment.md): ``none`` lets anyone in;
+    ``passwd`` uses the password and ACL files in ``directory`` (empty at first, written by
+    ``devices.provisioning.PasswdFiles``, reloaded with ``reload()``); ``dynsec`` loads the
+    dynamic-security plugin with an admin account (``admin_url``). With ``tls_port`` and the
+    three PEM files, a TLS listener is added next to the plain one.
+    """
 
     directory: Path
     port: int = field(default_factory=free_port)
@@ -70,14 +82,104 @@ class MosquittoServer:
     # that restarts under load would lose the rest. Size it for minutes of full-rate traffic.
     max_queued_messages: int = 2_000_000
     extra_config: str = ""
+    auth: Literal["none", "passwd", "dynsec"] = "none"
+    admin_username: str = "ankang-admin"  # dynsec's admin; its secret is kept in ``directory``
+    tls_port: int | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.tls_port is not None and None in (self.tls_ca, self.tls_cert, self.tls_key):
+            raise ServiceError("a TLS listener needs tls_ca, tls_cert and tls_key")
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
     @property
-    def _pidfile(self) -> Path:
+    def tls_url(self) -> str:
+        if self.tls_port is None:
+            raise ServiceError("this broker has no TLS listener")
+        return f"mqtts://127.0.0.1:{self.tls_port}"
+
+    @property
+    def pid_file(self) -> Path:
         return self.directory / "mosquitto.pid"
+
+    @property
+    def password_file(self) -> Path:
+        return self.directory / "passwd"
+
+    @property
+    def acl_file(self) -> Path:
+        return self.directory / "acl"
+
+    @property
+    def dynsec_file(self) -> Path:
+        return self.directory / "dynamic-security.json"
+
+    @property
+    def admin_password(self) -> str:
+        """The dynsec admin's secret, made once and kept (mode 0600) with the broker's data."""
+        path = self.directory / "admin.secret"
+        if not path.exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(24))
+        return path.read_text().strip()
+
+    @property
+    def admin_url(self) -> str:
+        """The dynsec admin's address, credentials included, on the plain listener."""
+        return f"mqtt://{self.admin_username}:{self.admin_password}@127.0.0.1:{self.port}"
+
+    def _auth_config(self) -> list[str]:
+        if self.auth == "none":
+            return ["allow_anonymous true"]
+        if self.auth == "passwd":
+            for path in (self.password_file, self.acl_file):
+                if not path.exists():
+                    path.touch(mode=0o600)
+            return [
+                "allow_anonymous false",
+                f"password_file {self.password_file}",
+                f"acl_file {self.acl_file}",
+            ]
+        plugins = sorted(glob.glob(_DYNSEC_PLUGIN_GLOB))
+        if not plugins:
+            raise ServiceError("mosquitto_dynamic_security.so not found; install Debian's mosquitto")
+        if not self.dynsec_file.exists():
+            subprocess.run(  # noqa: S603 - fixed binary; writes the plugin's first configuration
+                [
+                    str(MOSQUITTO_CTRL_BIN),
+                    "dynsec",
+                    "init",
+                    str(self.dynsec_file),
+                    self.admin_username,
+                    self.admin_password,
+                ],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
+        return [
+            "allow_anonymous false",
+            f"plugin {plugins[0]}",
+            f"plugin_opt_config_file {self.dynsec_file}",
+        ]
+
+    def _tls_listener(self) -> list[str]:
+        if self.tls_port is None:
+            return []
+        return [
+            f"listener {self.tls_port} 127.0.0.1",
+            f"cafile {self.tls_ca}",
+            f"certfile {self.tls_cert}",
+            f"keyfile {self.tls_key}",
+            "tls_version tlsv1.2",
+        ]
 
     def write_config(self) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -86,7 +188,7 @@ class MosquittoServer:
         conf.write_text(
             "\n".join(
                 [
-                    f"pid_file {self._pidfile}",
+                    f"pid_file {self.pid_file}",
                     f"user {user}",
                     "persistence true",
                     f"persistence_location {self.directory}/",
@@ -103,8 +205,10 @@ class MosquittoServer:
                     "log_type warning",
                     "log_type notice",
                     "connection_messages true",
+                    # global, for every listener (per_listener_settings is false)
+                    *self._auth_config(),
                     f"listener {self.port} 127.0.0.1",
-                    "allow_anonymous true",
+                    *self._tls_listener(),
                     self.extra_config,
                     "",
                 ]
@@ -114,7 +218,7 @@ class MosquittoServer:
 
     def pid(self) -> int | None:
         try:
-            pid = int(self._pidfile.read_text().strip())
+            pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
         return pid if _pid_alive(pid) else None
@@ -129,6 +233,16 @@ class MosquittoServer:
             [str(MOSQUITTO_BIN), "-c", str(conf), "-d"], check=True, capture_output=True, timeout=timeout
         )
         _wait(lambda: _port_open(self.port), timeout, f"mosquitto on port {self.port}")
+        if self.tls_port is not None:
+            tls_port = self.tls_port
+            _wait(lambda: _port_open(tls_port), timeout, f"mosquitto's TLS listener on port {tls_port}")
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password and ACL files; connected clients stay."""
+        pid = self.pid()
+        if pid is None:
+            raise ServiceError("mosquitto is not running")
+        os.kill(pid, signal.SIGHUP)
 
     def stop(self, timeout: float = 15.0) -> None:
         pid = self.pid()

@@ -6,7 +6,7 @@ It is validated once at start-up and passed in; nothing reads the environment la
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -38,6 +38,20 @@ class Settings(BaseSettings):
     # keeps paho well clear of its 65,535 in-flight limit.
     mqtt_receive_maximum: int = Field(default=20_000, ge=10, le=65_000)
     mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
+    # PEM file of a private CA that signed the broker's certificate, for mqtts:// URLs.
+    mqtt_ca_file: str | None = None
+
+    # How `ankang devices provision|rotate|revoke` reach the broker (docs/deployment.md):
+    # "none" (anonymous broker, credentials only recorded), "passwd" (Mosquitto password and
+    # ACL files, reloaded with SIGHUP) or "dynsec" (Mosquitto's dynamic-security plugin).
+    broker_auth: Literal["none", "passwd", "dynsec"] = "none"
+    broker_password_file: str | None = None
+    broker_acl_file: str | None = None
+    broker_pid_file: str | None = None  # the running Mosquitto's pid_file, for the SIGHUP
+    # dynsec: an account with the plugin's admin role, mqtt[s]://admin:secret@host:port
+    broker_admin_url: str | None = None
+    # The address printed for devices with their credentials; default: ANKANG_MQTT_URL's host.
+    broker_public_url: str | None = None
 
     # Batching and backpressure.
     ingest_max_batch: int = Field(default=5_000, ge=1, le=65_000)
@@ -72,6 +86,15 @@ class Settings(BaseSettings):
     detect_tick_s: float = Field(default=0.5, gt=0, le=10)
     detect_slow_tick_s: float = Field(default=5.0, gt=0, le=600)
 
+    # Adapters for foreign ecosystems on the hub's broker (docs/integrations.md): Zigbee2MQTT
+    # under its base topic, ChirpStack v4's MQTT integration events.
+    zigbee2mqtt: bool = False
+    zigbee2mqtt_base_topic: str = Field(default="zigbee2mqtt", pattern=r"^[^+#/][^+#]*[^+#/]$|^[^+#/]$")
+    chirpstack: bool = False
+    chirpstack_topic: str = Field(
+        default="application/+/device/+/event/+", pattern=r"^([^+#]+/)?application/\+/device/\+/event/\+$"
+    )
+
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
@@ -89,7 +112,7 @@ class Settings(BaseSettings):
 
     @property
     def mqtt(self) -> MqttEndpoint:
-        return MqttEndpoint.from_url(self.mqtt_url)
+        return MqttEndpoint.from_url(self.mqtt_url, ca_file=self.mqtt_ca_file)
 
     def retention(self) -> dict[str, timedelta]:
         """Table name to age after which its rows (chunks) are dropped."""

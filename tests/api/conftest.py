@@ -4,14 +4,17 @@ with two districts of facilities, a family care bed, and one account per role.""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import httpx
 import psycopg
 import pytest
 
+from alerts import apply_pending
 from api.auth import create_account
 from devices.registry import Registry, parse_facility_yaml
 from hub import PostgresServer, free_port
@@ -82,9 +86,16 @@ async def seed(url: str) -> None:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await Registry(conn).apply(parse_facility_yaml(TENANTS))
         for name, spec in ACCOUNTS.items():
-            await create_account(conn, name, PASSWORD, spec["role"], display_name=name,
-                                 facilities=spec.get("facilities", ()), residents=spec.get("residents", ()),
-                                 districts=spec.get("districts", ()))
+            await create_account(
+                conn,
+                name,
+                PASSWORD,
+                spec["role"],
+                display_name=name,
+                facilities=spec.get("facilities", ()),
+                residents=spec.get("residents", ()),
+                districts=spec.get("districts", ()),
+            )
 
 
 @pytest.fixture(scope="module")
@@ -120,11 +131,20 @@ class ApiProcess:
         fd, name = tempfile.mkstemp(prefix="ankang-api-", suffix=".log")
         os.close(fd)
         self.log_path = Path(name)
-        env = {**os.environ, "ANKANG_DATABASE_URL": self.database_url, "ANKANG_API_PORT": str(self.port),
-               "PYTHONUNBUFFERED": "1", **self.env}
+        env = {
+            **os.environ,
+            "ANKANG_DATABASE_URL": self.database_url,
+            "ANKANG_API_PORT": str(self.port),
+            "PYTHONUNBUFFERED": "1",
+            **self.env,
+        }
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "api"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+                [sys.executable, "-m", "api.cli", "api"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
             )
         wait_until(self.healthy, timeout, "the API to answer /healthz")
 
@@ -133,7 +153,7 @@ class ApiProcess:
         if self.proc.poll() is not None:
             raise AssertionError(f"ankang api exited with {self.proc.returncode}: {self.log()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as resp:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as resp:  # noqa: S310
                 return resp.status == 200
         except OSError:
             return False
@@ -175,3 +195,57 @@ def clients(api: ApiProcess) -> Iterator[dict[str, httpx.Client]]:
     yield made
     for client in made.values():
         client.close()
+
+
+_keys = itertools.count()
+
+
+def raise_alarm(
+    url: str,
+    kind: str,
+    *,
+    facility: str,
+    room: str | None = None,
+    resident: str | None = None,
+    device: str,
+    t: datetime | None = None,
+    level: str = "alarm",
+    window: tuple[datetime, datetime] | None = None,
+) -> int:
+    """A detection as the hub writes it, applied as the alert service does; the alarm's id."""
+    t = t or datetime.now(UTC)
+    subject = resident or device
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            """
+            INSERT INTO detections (key, kind, level, t, subject, facility_id, room_id, resident_id,
+                                    device_id, confidence, window_start, window_end, detail)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0.9, %s, %s, '{"hr_bpm": 131}')
+            """,
+            (
+                f"test:{kind}:{next(_keys)}:{time.time_ns()}",
+                kind,
+                level,
+                t,
+                subject,
+                facility,
+                room,
+                resident,
+                device,
+                window[0] if window else None,
+                window[1] if window else None,
+            ),
+        )
+
+    async def apply() -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await apply_pending(conn)
+
+    asyncio.run(apply())
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT id FROM alarms WHERE subject = %s AND type = %s ORDER BY id DESC LIMIT 1",
+            (subject, "fire" if kind == "fire" else kind),
+        ).fetchone()
+    assert row is not None, f"no alarm for {kind} {subject}"
+    return int(row[0])

@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import itertools
 import json
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,52 +14,8 @@ import numpy as np
 import psycopg
 import pytest
 
-from alerts import apply_pending
-from tests.api.conftest import PASSWORD, ApiProcess, login
+from tests.api.conftest import PASSWORD, ApiProcess, login, raise_alarm
 from tests.support import wait_until
-
-_keys = itertools.count()
-
-
-def raise_alarm(
-    url: str,
-    kind: str,
-    *,
-    facility: str,
-    room: str | None = None,
-    resident: str | None = None,
-    device: str,
-    t: datetime | None = None,
-    level: str = "alarm",
-    window: tuple[datetime, datetime] | None = None,
-) -> int:
-    """A detection as the hub writes it, applied as the alert service does; the alarm's id."""
-    t = t or datetime.now(UTC)
-    subject = resident or device
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            """
-            INSERT INTO detections (key, kind, level, t, subject, facility_id, room_id, resident_id,
-                                    device_id, confidence, window_start, window_end, detail)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0.9, %s, %s, '{"hr_bpm": 131}')
-            """,
-            (f"test:{kind}:{next(_keys)}:{time.time_ns()}", kind, level, t, subject, facility, room, resident,
-             device, window[0] if window else None, window[1] if window else None),
-        )
-
-    async def apply() -> None:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await apply_pending(conn)
-
-    asyncio.run(apply())
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT id FROM alarms WHERE subject = %s AND type = %s ORDER BY id DESC LIMIT 1",
-            (subject, "fire" if kind == "fire" else kind),
-        ).fetchone()
-    assert row is not None, f"no alarm for {kind} {subject}"
-    return int(row[0])
-
 
 # -- login --------------------------------------------------------------------------------------
 
@@ -76,15 +29,21 @@ def test_login_gives_a_token_and_me_tells_the_role(api: ApiProcess) -> None:
 
 
 def test_wrong_password_and_unknown_user_get_the_same_answer(api: ApiProcess) -> None:
-    wrong = httpx.post(f"{api.url}/api/v1/auth/token", data={"username": "staff-b", "password": "nope-nope-nope"})
-    ghost = httpx.post(f"{api.url}/api/v1/auth/token", data={"username": "ghost", "password": "nope-nope-nope"})
+    wrong = httpx.post(
+        f"{api.url}/api/v1/auth/token", data={"username": "staff-b", "password": "nope-nope-nope"}
+    )
+    ghost = httpx.post(
+        f"{api.url}/api/v1/auth/token", data={"username": "ghost", "password": "nope-nope-nope"}
+    )
     assert wrong.status_code == ghost.status_code == 401
     assert wrong.json() == ghost.json()
 
 
 def test_failed_logins_are_rate_limited_per_username(api: ApiProcess) -> None:
     codes = [
-        httpx.post(f"{api.url}/api/v1/auth/token", data={"username": "victim", "password": f"wrong-{i}"}).status_code
+        httpx.post(
+            f"{api.url}/api/v1/auth/token", data={"username": "victim", "password": f"wrong-{i}"}
+        ).status_code
         for i in range(6)
     ]
     assert codes == [401] * 5 + [429]
@@ -96,7 +55,9 @@ def test_failed_logins_are_rate_limited_per_username(api: ApiProcess) -> None:
 
 def test_no_token_an_unknown_one_and_an_expired_one_are_401(api: ApiProcess, api_db: str) -> None:
     assert httpx.get(f"{api.url}/api/v1/alarms").status_code == 401
-    assert httpx.get(f"{api.url}/api/v1/alarms", headers={"Authorization": "Bearer forged"}).status_code == 401
+    assert (
+        httpx.get(f"{api.url}/api/v1/alarms", headers={"Authorization": "Bearer forged"}).status_code == 401
+    )
     with login(api, "staff-b") as client:
         assert client.get("/api/v1/alarms").status_code == 200
         token = client.headers["Authorization"].removeprefix("Bearer ")
@@ -130,8 +91,13 @@ def test_each_role_sees_only_its_facilities(clients: dict[str, httpx.Client]) ->
 def test_another_tenants_ids_are_404_like_unknown_ones(clients: dict[str, httpx.Client], api_db: str) -> None:
     alarm_b = raise_alarm(api_db, "sos", facility="fb", room="201", resident="RB1", device="bed-b1")
     staff_a = clients["staff-a"]
-    for path in ("/api/v1/facilities/fb", "/api/v1/residents/RB1", "/api/v1/devices/bed-b1",
-                 f"/api/v1/alarms/{alarm_b}", f"/api/v1/alarms/{alarm_b}/events"):
+    for path in (
+        "/api/v1/facilities/fb",
+        "/api/v1/residents/RB1",
+        "/api/v1/devices/bed-b1",
+        f"/api/v1/alarms/{alarm_b}",
+        f"/api/v1/alarms/{alarm_b}/events",
+    ):
         foreign = staff_a.get(path)
         assert foreign.status_code == 404, path
     unknown = staff_a.get("/api/v1/facilities/nowhere")
@@ -159,7 +125,9 @@ def test_a_family_sees_only_its_relative(clients: dict[str, httpx.Client], api_d
     assert family.get("/api/v1/facilities/fa").status_code == 403
 
 
-def test_a_family_of_a_home_bed_sees_the_fire_in_that_home(clients: dict[str, httpx.Client], api_db: str) -> None:
+def test_a_family_of_a_home_bed_sees_the_fire_in_that_home(
+    clients: dict[str, httpx.Client], api_db: str
+) -> None:
     fire_home = raise_alarm(api_db, "fire", facility="home-h", room="bedroom", device="smoke-h")
     assert fire_home in {a["id"] for a in clients["family-h"].get("/api/v1/alarms").json()}
     assert fire_home not in {a["id"] for a in clients["family-a1"].get("/api/v1/alarms").json()}
@@ -199,9 +167,13 @@ def test_acknowledge_then_resolve_with_a_note_leaves_an_audit_trail(
     assert "already acknowledged" in again.json()["detail"]
     bad = staff.post(f"/api/v1/alarms/{alarm}/resolve", json={"resolution": "shrug"})
     assert bad.status_code == 422
-    long_note = staff.post(f"/api/v1/alarms/{alarm}/resolve", json={"resolution": "real_incident", "note": "x" * 5000})
+    long_note = staff.post(
+        f"/api/v1/alarms/{alarm}/resolve", json={"resolution": "real_incident", "note": "x" * 5000}
+    )
     assert long_note.status_code == 422
-    done = staff.post(f"/api/v1/alarms/{alarm}/resolve", json={"resolution": "real_incident", "note": "helped up"})
+    done = staff.post(
+        f"/api/v1/alarms/{alarm}/resolve", json={"resolution": "real_incident", "note": "helped up"}
+    )
     assert done.status_code == 200
     assert done.json()["state"] == "resolved"
     trail = staff.get(f"/api/v1/alarms/{alarm}/events").json()
@@ -233,8 +205,15 @@ def test_evidence_of_a_fall_is_the_acceleration_trace(clients: dict[str, httpx.C
                 "INSERT INTO waveforms (device_id, ts, seq, rate_hz, n, acc) VALUES (%s, %s, %s, 50, 50, %s)",
                 ("watch-a2", t0 + timedelta(seconds=i), 9000 + i, acc.tobytes()),
             )
-    alarm = raise_alarm(api_db, "fall", facility="fa", resident="RA2", device="watch-a2", t=t0 + timedelta(seconds=2),
-                        window=(t0, t0 + timedelta(seconds=4)))
+    alarm = raise_alarm(
+        api_db,
+        "fall",
+        facility="fa",
+        resident="RA2",
+        device="watch-a2",
+        t=t0 + timedelta(seconds=2),
+        window=(t0, t0 + timedelta(seconds=4)),
+    )
     evidence = clients["staff-a"].get(f"/api/v1/alarms/{alarm}/evidence").json()
     assert evidence["kind"] == "acceleration"
     (series,) = evidence["series"]
@@ -251,8 +230,14 @@ def test_evidence_of_a_fire_is_the_rooms_curves(clients: dict[str, httpx.Client]
             ts = t0 + timedelta(seconds=10 * i)
             conn.execute("INSERT INTO readings VALUES ('smoke-h', %s, 'temp_c', %s)", (ts, 22.0 + 4 * i))
             conn.execute("INSERT INTO readings VALUES ('smoke-h', %s, 'co_ppm', %s)", (ts, 5.0 * i))
-    alarm = raise_alarm(api_db, "fire", facility="home-h", room="bedroom", device="smoke-h",
-                        window=(t0, t0 + timedelta(minutes=2)))
+    alarm = raise_alarm(
+        api_db,
+        "fire",
+        facility="home-h",
+        room="bedroom",
+        device="smoke-h",
+        window=(t0, t0 + timedelta(minutes=2)),
+    )
     evidence = clients["staff-a"].get(f"/api/v1/alarms/{alarm}/evidence").json()
     metrics = {s["metric"]: s["values"] for s in evidence["series"]}
     assert set(metrics) == {"temp_c", "co_ppm"}
@@ -262,21 +247,32 @@ def test_evidence_of_a_fire_is_the_rooms_curves(clients: dict[str, httpx.Client]
 # -- readings --------------------------------------------------------------------------------------
 
 
-def test_readings_raw_and_bucketed_in_the_facility_time_zone(clients: dict[str, httpx.Client], api_db: str) -> None:
+def test_readings_raw_and_bucketed_in_the_facility_time_zone(
+    clients: dict[str, httpx.Client], api_db: str
+) -> None:
     # 2026-03-01 23:30 to 00:30 in Shanghai (UTC+8): two local days, two hour buckets
     start = datetime(2026, 3, 1, 15, 30, tzinfo=UTC)
     with psycopg.connect(api_db, autocommit=True) as conn:
         for i in range(60):
-            conn.execute("INSERT INTO readings VALUES ('bed-a1', %s, 'hr_bpm', %s)",
-                         (start + timedelta(minutes=i), 60.0 + (i >= 30) * 10))
+            conn.execute(
+                "INSERT INTO readings VALUES ('bed-a1', %s, 'hr_bpm', %s)",
+                (start + timedelta(minutes=i), 60.0 + (i >= 30) * 10),
+            )
     staff = clients["staff-a"]
-    params = {"since": start.isoformat(), "until": (start + timedelta(hours=1)).isoformat(), "metric": "hr_bpm"}
+    params = {
+        "since": start.isoformat(),
+        "until": (start + timedelta(hours=1)).isoformat(),
+        "metric": "hr_bpm",
+    }
     raw = staff.get("/api/v1/devices/bed-a1/readings", params=params).json()
     assert len(raw) == 60
     hourly = staff.get("/api/v1/devices/bed-a1/readings", params={**params, "bucket": "1h"}).json()
     assert [(p["value"], p["n"]) for p in hourly] == [(60.0, 30), (70.0, 30)]
     daily = staff.get("/api/v1/devices/bed-a1/readings", params={**params, "bucket": "1d"}).json()
-    assert [datetime.fromisoformat(p["ts"]).astimezone(UTC).hour for p in daily] == [16, 16]  # local midnights
+    assert [datetime.fromisoformat(p["ts"]).astimezone(UTC).hour for p in daily] == [
+        16,
+        16,
+    ]  # local midnights
     # the family sees its relative's bed, not another
     assert clients["family-a1"].get("/api/v1/devices/bed-a1/readings", params=params).status_code == 200
     assert clients["family-a1"].get("/api/v1/devices/bed-b1/readings", params=params).status_code == 404
@@ -308,7 +304,7 @@ class StreamReader:
     def __init__(self, api: ApiProcess, client: httpx.Client) -> None:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.ready = threading.Event()
-        self._client = httpx.Client(base_url=api.url, headers=dict(client.headers), timeout=None)
+        self._client = httpx.Client(base_url=api.url, headers=dict(client.headers), timeout=None)  # noqa: S113  (a stream read until the test ends)
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -352,13 +348,18 @@ def test_the_stream_delivers_changes_within_scope_only(
         assert east.ready.wait(10) and west.ready.wait(10) and family.ready.wait(10)
         sos_a = raise_alarm(api_db, "sos", facility="fa", room="101", resident="RA1", device="bed-a1")
         sos_b = raise_alarm(api_db, "sos", facility="fb", room="201", resident="RB1", device="bed-b1")
-        wait_until(lambda: sos_a in east.alarm_ids() and sos_b in west.alarm_ids(), 10, "both alarms streamed")
+        wait_until(
+            lambda: sos_a in east.alarm_ids() and sos_b in west.alarm_ids(), 10, "both alarms streamed"
+        )
         wait_until(lambda: sos_a in family.alarm_ids(), 10, "the family's alarm streamed")
         # an acknowledgement is a change too
         assert clients["staff-a"].post(f"/api/v1/alarms/{sos_a}/ack", json={}).status_code == 200
         wait_until(
-            lambda: any(e == "alarm" and d["id"] == sos_a and d["state"] == "acknowledged" for e, d in east.events),
-            10, "the acknowledgement streamed",
+            lambda: any(
+                e == "alarm" and d["id"] == sos_a and d["state"] == "acknowledged" for e, d in east.events
+            ),
+            10,
+            "the acknowledgement streamed",
         )
         # after the west's own alarm arrived, the east's is certainly not on its way there
         assert sos_a not in west.alarm_ids()
@@ -380,7 +381,9 @@ def test_a_cookie_session_needs_the_csrf_header_to_act(api: ApiProcess, api_db: 
         assert browser.get(f"/api/v1/alarms/{alarm}").status_code == 200  # reading needs no header
         forged = browser.post(f"/api/v1/alarms/{alarm}/ack", json={})
         assert forged.status_code == 403
-        ok = browser.post(f"/api/v1/alarms/{alarm}/ack", json={}, headers={"X-CSRF-Token": token["csrf_token"]})
+        ok = browser.post(
+            f"/api/v1/alarms/{alarm}/ack", json={}, headers={"X-CSRF-Token": token["csrf_token"]}
+        )
         assert ok.status_code == 200
 
 
@@ -389,27 +392,68 @@ def test_a_cookie_session_needs_the_csrf_header_to_act(api: ApiProcess, api_db: 
 
 def test_contacts_and_policies_are_managed_per_facility(clients: dict[str, httpx.Client]) -> None:
     staff = clients["staff-a"]
-    made = staff.post("/api/v1/contacts", json={
-        "facility_id": "fa", "name": "夜班护士", "role": "care_worker", "url": "json://127.0.0.1:9/hook"})
+    made = staff.post(
+        "/api/v1/contacts",
+        json={
+            "facility_id": "fa",
+            "name": "夜班护士",
+            "role": "care_worker",
+            "url": "json://127.0.0.1:9/hook",
+        },
+    )
     assert made.status_code == 201, made.text
-    family = staff.post("/api/v1/contacts", json={
-        "facility_id": "fa", "name": "王一家属", "role": "family", "url": "mailto://a@example.org",
-        "resident_id": "RA1", "language": "en"})
+    family = staff.post(
+        "/api/v1/contacts",
+        json={
+            "facility_id": "fa",
+            "name": "王一家属",
+            "role": "family",
+            "url": "mailto://a@example.org",
+            "resident_id": "RA1",
+            "language": "en",
+        },
+    )
     assert family.status_code == 201
-    assert {c["name"] for c in staff.get("/api/v1/contacts", params={"facility": "fa"}).json()} >= {"夜班护士", "王一家属"}
+    assert {c["name"] for c in staff.get("/api/v1/contacts", params={"facility": "fa"}).json()} >= {
+        "夜班护士",
+        "王一家属",
+    }
     # another tenant's facility or resident is unknown; a family contact needs its resident
-    assert staff.post("/api/v1/contacts", json={
-        "facility_id": "fb", "name": "x", "role": "care_worker", "url": "json://h/x"}).status_code == 404
-    assert staff.post("/api/v1/contacts", json={
-        "facility_id": "fa", "name": "x", "role": "family", "url": "json://h/x", "resident_id": "RB1"}).status_code == 404
-    assert staff.post("/api/v1/contacts", json={
-        "facility_id": "fa", "name": "x", "role": "family", "url": "json://h/x"}).status_code == 422
+    assert (
+        staff.post(
+            "/api/v1/contacts",
+            json={"facility_id": "fb", "name": "x", "role": "care_worker", "url": "json://h/x"},
+        ).status_code
+        == 404
+    )
+    assert (
+        staff.post(
+            "/api/v1/contacts",
+            json={
+                "facility_id": "fa",
+                "name": "x",
+                "role": "family",
+                "url": "json://h/x",
+                "resident_id": "RB1",
+            },
+        ).status_code
+        == 404
+    )
+    assert (
+        staff.post(
+            "/api/v1/contacts", json={"facility_id": "fa", "name": "x", "role": "family", "url": "json://h/x"}
+        ).status_code
+        == 422
+    )
     assert clients["staff-b"].delete(f"/api/v1/contacts/{made.json()['id']}").status_code == 404
     assert staff.delete(f"/api/v1/contacts/{made.json()['id']}").status_code == 204
 
     builtin = staff.get("/api/v1/facilities/fa/policies").json()
     assert builtin == [{**builtin[0], "alarm_type": "*", "builtin": True}]
-    steps = [{"after_s": 0, "roles": ["care_worker"]}, {"after_s": 30, "roles": ["supervisor"], "remind_every_s": 120}]
+    steps = [
+        {"after_s": 0, "roles": ["care_worker"]},
+        {"after_s": 30, "roles": ["supervisor"], "remind_every_s": 120},
+    ]
     put = staff.put("/api/v1/facilities/fa/policies/fall", json=steps)
     assert put.status_code == 200, put.text
     stored = {p["alarm_type"]: p for p in staff.get("/api/v1/facilities/fa/policies").json()}
