@@ -6,6 +6,7 @@ alarms escalate along per-facility policies; each step writes an outbox that the
 worker sends through apprise, rate-limited per recipient. See docs/alerts.md.
 """
 
+from alerts import reports
 from alerts.delivery import (
     Delivered,
     DeliveryPolicy,
@@ -86,6 +87,7 @@ __all__ = [
     "parse_steps",
     "publish_changes",
     "render",
+    "reports",
     "resolve",
     "route",
     "set_policy",

@@ -20,7 +20,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from alerts import AlertsUnavailable
-from api.routes import alarms, auth, devices, escalation, facilities, residents
+from api.routes import alarms, auth, devices, escalation, facilities, reports, residents
 from api.settings import ApiSettings
 from api.stream import AlarmFeed
 
@@ -76,7 +76,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.settings = settings
     api = APIRouter(prefix=API_PREFIX, responses=COMMON_RESPONSES)
-    for module in (auth, facilities, residents, devices, alarms, escalation):
+    for module in (auth, facilities, residents, devices, alarms, escalation, reports):
         api.include_router(module.router)
     app.include_router(api)
 

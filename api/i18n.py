@@ -27,6 +27,7 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     "false_alarm": ("误报", "False alarm"),
     "real_incident": ("真实事件", "Real incident"),
     "test": ("测试", "Test"),
+    "cleared": ("已自动恢复", "Cleared"),
     "evidence": ("证据", "Evidence"),
     "rooms": ("房间与设备", "Rooms and devices"),
     "online": ("在线", "online"),

@@ -6,16 +6,18 @@ the JSON API, with the session cookie; changes go through the JSON API with the 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from alerts import reports
 from api import auth
 from api.deps import COOKIE, Conn, settings
 from api.errors import LoginFailed, LoginThrottled
@@ -27,6 +29,16 @@ from api.routes.residents import get_resident
 
 _HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=_HERE / "templates")
+
+
+def _local(iso: str | None, tz: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """An ISO timestamp as the facility's local wall-clock time."""
+    if not iso:
+        return ""
+    return datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)).strftime(fmt)
+
+
+templates.env.filters["local"] = _local
 router = APIRouter(include_in_schema=False)
 
 HOME = {"admin": "/console", "staff": "/console", "family": "/family", "regulator": "/regulator"}
@@ -171,6 +183,53 @@ async def family(request: Request, conn: Conn, lang: Lang = None) -> Response:
     ids = sorted(caller.residents) if caller.residents is not None else []
     residents = [await get_resident(rid, conn, caller) for rid in ids]
     return _render(request, "family.html", caller, lang, residents=residents)
+
+
+@router.get("/regulator", response_class=HTMLResponse)
+async def regulator(request: Request, conn: Conn, lang: Lang = None) -> Response:
+    caller = await _caller(request, conn)
+    if caller is None:
+        return _to_login(request)
+    if caller.role == "family":
+        return RedirectResponse(HOME[caller.role], status_code=303)
+    districts = await reports.district_summaries(conn, sorted(caller.facilities), days=30)
+    return _render(request, "regulator.html", caller, lang, districts=districts, bars=_bars)
+
+
+def _bars(days: Any, width: int = 720, height: int = 140) -> dict[str, Any]:
+    """Stacked daily bars (fire/gas, fall, other) with false alarms beside, as SVG geometry."""
+    top = max([d.total for d in days] + [d.false_alarms for d in days] + [1])
+    step = width / max(1, len(days))
+    bars = []
+    for i, d in enumerate(days):
+        y = height
+        for kind, n in (("fire", d.fire_gas), ("fall", d.fall), ("other", d.other)):
+            h = height * n / top
+            y -= h
+            if n:
+                bars.append(
+                    {"x": i * step, "y": y, "w": step * 0.6, "h": h, "cls": kind, "title": f"{d.day} {n}"}
+                )
+        if d.false_alarms:
+            h = height * d.false_alarms / top
+            bars.append(
+                {
+                    "x": i * step + step * 0.62,
+                    "y": height - h,
+                    "w": step * 0.3,
+                    "h": h,
+                    "cls": "false",
+                    "title": f"{d.day} {d.false_alarms}",
+                }
+            )
+    return {
+        "bars": bars,
+        "width": width,
+        "height": height,
+        "top": top,
+        "first": days[0].day if days else None,
+        "last": days[-1].day if days else None,
+    }
 
 
 def mount(app: FastAPI) -> None:

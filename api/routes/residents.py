@@ -24,6 +24,7 @@ class Resident(BaseModel):
     facility_id: str
     facility_name: str
     facility_kind: str
+    tz: str
     room_id: str | None
     bed_id: str | None
 
@@ -41,7 +42,7 @@ class ResidentToday(Resident):
 
 
 _RESIDENTS = """
-    SELECT r.id, r.name, r.facility_id, f.name AS facility_name, f.kind AS facility_kind,
+    SELECT r.id, r.name, r.facility_id, f.name AS facility_name, f.kind AS facility_kind, f.tz,
            b.room_id, b.id AS bed_id
     FROM residents r JOIN facilities f ON f.id = r.facility_id
     LEFT JOIN LATERAL (SELECT room_id, id FROM beds WHERE resident_id = r.id ORDER BY id LIMIT 1) b ON true

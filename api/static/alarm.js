@@ -51,6 +51,9 @@
     document.getElementById("audit").replaceChildren(...items);
   }
 
+  document.querySelectorAll("time[data-iso]").forEach((node) => {
+    node.textContent = new Date(node.dataset.iso).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB");
+  });
   evidence();
   audit();
 })();

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -241,7 +242,10 @@ def raise_alarm(
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             await apply_pending(conn)
 
-    asyncio.run(apply())
+    # in a thread of its own: Playwright's sync API keeps an event loop running on this one
+    worker = threading.Thread(target=asyncio.run, args=(apply(),))
+    worker.start()
+    worker.join()
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT id FROM alarms WHERE subject = %s AND type = %s ORDER BY id DESC LIMIT 1",
