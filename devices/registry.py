@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,60 @@ class FacilitySpec(_Strict):
         return value
 
 
+_IEEE_RE = re.compile(r"0x[0-9a-fA-F]{16}")
+_DEV_EUI_RE = re.compile(r"[0-9a-fA-F]{16}")
+# Zigbee2MQTT keeps these topic suffixes for itself (docs/integrations.md).
+_Z2M_RESERVED = ("/set", "/get", "/availability")
+
+
+class ZigbeeSpec(_Strict):
+    """A device behind Zigbee2MQTT, by friendly name, IEEE address or both (the IEEE
+    address survives a rename in Zigbee2MQTT; the friendly name is what its topics carry)."""
+
+    friendly_name: str | None = Field(default=None, min_length=1, max_length=200)
+    ieee: str | None = None
+
+    @field_validator("friendly_name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if any(c in value for c in "+#\x00") or value.startswith(("/", "bridge/")) or value.endswith("/"):
+            raise ValueError("a friendly name may not contain + # or NUL, start with / or bridge/, end in /")
+        if value.endswith(_Z2M_RESERVED) or "/set/" in value or "/get/" in value:
+            raise ValueError("a friendly name may not end in /set, /get or /availability")
+        return value
+
+    @field_validator("ieee")
+    @classmethod
+    def _ieee(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not _IEEE_RE.fullmatch(value):
+            raise ValueError("an IEEE address is 0x and 16 hex digits, e.g. 0x00158d0001a2b3c4")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _some(self) -> ZigbeeSpec:
+        if self.friendly_name is None and self.ieee is None:
+            raise ValueError("zigbee needs friendly_name, ieee or both")
+        return self
+
+
+class LorawanSpec(_Strict):
+    """A LoRaWAN device behind ChirpStack, by its DevEUI."""
+
+    dev_eui: str
+
+    @field_validator("dev_eui")
+    @classmethod
+    def _dev_eui(cls, value: str) -> str:
+        compact = value.replace("-", "").replace(":", "")
+        if not _DEV_EUI_RE.fullmatch(compact):
+            raise ValueError("a DevEUI is 16 hex digits, e.g. a84041000181c061")
+        return compact.lower()
+
+
 class DeviceSpec(_Strict):
     id: str
     kind: Kind
@@ -117,6 +172,8 @@ class DeviceSpec(_Strict):
     resident: Ident | None = None
     heartbeat_s: int | None = Field(default=None, ge=1, le=86_400)
     placement: Placement | None = None
+    zigbee: ZigbeeSpec | None = None
+    lorawan: LorawanSpec | None = None
 
     @field_validator("id")
     @classmethod
@@ -129,7 +186,21 @@ class DeviceSpec(_Strict):
     def _bed_needs_room(self) -> DeviceSpec:
         if self.bed is not None and self.room is None:
             raise ValueError("a bed needs its room")
+        if self.zigbee is not None and self.lorawan is not None:
+            raise ValueError("a device is either zigbee or lorawan, not both")
         return self
+
+    def aliases(self) -> list[tuple[str, str]]:
+        """Its foreign addresses as (scheme, value), as table ``device_aliases`` keeps them."""
+        out: list[tuple[str, str]] = []
+        if self.zigbee is not None:
+            if self.zigbee.friendly_name is not None:
+                out.append(("zigbee_name", self.zigbee.friendly_name))
+            if self.zigbee.ieee is not None:
+                out.append(("zigbee_ieee", self.zigbee.ieee))
+        if self.lorawan is not None:
+            out.append(("lorawan_dev_eui", self.lorawan.dev_eui))
+        return out
 
 
 class FacilityFile(_Strict):
@@ -142,6 +213,12 @@ class FacilityFile(_Strict):
         dupes = {i for i in ids if ids.count(i) > 1} if len(ids) != len(set(ids)) else set()
         if dupes:
             raise ValueError(f"duplicate device ids: {', '.join(sorted(dupes)[:5])}")
+        owner: dict[tuple[str, str], str] = {}
+        for d in self.devices:
+            for alias in d.aliases():
+                if alias in owner:
+                    raise ValueError(f"{alias[0]} {alias[1]!r} is given to both {owner[alias]} and {d.id}")
+                owner[alias] = d.id
         return self
 
 
@@ -217,7 +294,17 @@ def parse_device_csv(text: str) -> FacilityFile:
         raise RegistryError("a device CSV needs at least the columns id, kind, facility")
     rows: list[dict[str, Any]] = []
     for row in reader:
-        rows.append({k: v for k, v in row.items() if k is not None and v not in (None, "")})
+        fields = {k: v for k, v in row.items() if k is not None and v not in (None, "")}
+        zigbee = {
+            key: fields.pop(column)
+            for column, key in (("zigbee_friendly_name", "friendly_name"), ("zigbee_ieee", "ieee"))
+            if column in fields
+        }
+        if zigbee:
+            fields["zigbee"] = zigbee
+        if "lorawan_dev_eui" in fields:
+            fields["lorawan"] = {"dev_eui": fields.pop("lorawan_dev_eui")}
+        rows.append(fields)
     return _validated({"devices": rows})
 
 
@@ -366,8 +453,52 @@ class Registry:
             """,
             (dev.id, dev.kind, dev.facility, dev.room, dev.bed, dev.resident, heartbeat, dev.placement),
         )
+        await self._aliases(cur, dev)
         if notify:
             await cur.execute("SELECT pg_notify('ankang_registry', %s)", (dev.id,))
+
+    async def _aliases(self, cur: Any, dev: DeviceSpec) -> None:
+        # The file is the word on a device's addresses: those it no longer names are dropped,
+        # and an address given to this device is taken from any device that had it (the
+        # hardware was moved or replaced).
+        aliases = dev.aliases()
+        await cur.execute(
+            """
+            DELETE FROM device_aliases WHERE device_id = %s
+              AND (scheme, value) NOT IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+            """,
+            (dev.id, [a[0] for a in aliases], [a[1] for a in aliases]),
+        )
+        for scheme, value in aliases:
+            await cur.execute(
+                """
+                INSERT INTO device_aliases (scheme, value, device_id) VALUES (%s, %s, %s)
+                ON CONFLICT (scheme, value) DO UPDATE SET device_id = EXCLUDED.device_id
+                RETURNING (SELECT device_id FROM device_aliases WHERE scheme = %s AND value = %s)
+                """,
+                (scheme, value, dev.id, scheme, value),
+            )
+            row = await cur.fetchone()
+            previous = row[0] if row else None
+            if previous is not None and previous != dev.id:
+                await cur.execute("SELECT pg_notify('ankang_registry', %s)", (previous,))
+
+    async def aliases(self, keys: Iterable[tuple[str, str]] | None = None) -> list[tuple[str, str, str]]:
+        """(scheme, value, device_id) of every alias, or of the given (scheme, value) keys."""
+        query = "SELECT scheme, value, device_id FROM device_aliases"
+        params: Sequence[Any] = ()
+        if keys is not None:
+            wanted = list(keys)
+            query += " WHERE (scheme, value) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+            params = ([k[0] for k in wanted], [k[1] for k in wanted])
+        async with self._conn.cursor() as cur:
+            await cur.execute(query, params)
+            return [(str(r[0]), str(r[1]), str(r[2])) for r in await cur.fetchall()]
+
+    async def device_aliases(self, device_id: str) -> list[tuple[str, str]]:
+        async with self._conn.cursor() as cur:
+            await cur.execute("SELECT scheme, value FROM device_aliases WHERE device_id = %s", (device_id,))
+            return [(str(r[0]), str(r[1])) for r in await cur.fetchall()]
 
     async def devices(self, ids: Iterable[str] | None = None) -> list[Device]:
         query = """

@@ -3,7 +3,10 @@
 For each batch taken from the MQTT session:
 
 1. Messages for devices owned by another hub worker are acknowledged untouched.
-2. The rest are decoded against the v1 contract (in a worker thread).
+2. The rest are decoded against the v1 contract (in a worker thread). Topics of a foreign
+   ecosystem (Zigbee2MQTT, ChirpStack) go through their adapter instead
+   (``devices.adapters``), which maps them onto the same values; every worker runs the
+   adapters and keeps what they map to devices it owns.
 3. Unknown devices, and out-of-order or duplicate sequence numbers, are quarantined.
 4. Accepted messages go through the detectors (``hub.detectors``).
 5. Everything, detections included, is written in one transaction; only then is the batch
@@ -21,6 +24,11 @@ Sequence rules per device, against the newest stored (seq, ts):
 A status ``offline`` is exempt: it is usually the device's last will, composed when it
 connected, and the broker delivers it long after. It is stored without moving the
 device's position (a will delivered twice is dropped by the unique key).
+
+A negative ``seq`` comes only from an adapter, for a foreign message that has no counter
+(``devices.adapters._common``): it is new unless that exact (device, ts, seq) is stored,
+never moves the device's position and never counts as a gap. A position loaded from the
+database that is unsequenced says nothing about a counter, and is ignored likewise.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from devices import Event, Message, Rejected, Status, Telemetry, decode
+from devices.adapters import Adapter, Adapters, AliasKey
 from devices.contract import TOPIC_PREFIX
 from hub.metrics import HubMetrics
 from hub.mqtt import Inbound
@@ -114,9 +123,20 @@ def quarantine_kind(reason: str) -> str:
     return "contract"
 
 
-def _decode_all(items: Sequence[Inbound]) -> list[Message | Rejected]:
+def _decode_all(
+    items: Sequence[Inbound], routes: Sequence[Adapter | None]
+) -> list[tuple[Inbound, Message | Rejected]]:
+    """Each raw message with what it decodes to; one raw message may map to several values
+    (a foreign state snapshot: telemetry and events), or to none (an inventory)."""
     now = datetime.now(UTC)
-    return [decode(m.topic, m.payload, now=now) for m in items]
+    out: list[tuple[Inbound, Message | Rejected]] = []
+    for m, adapter in zip(items, routes, strict=True):
+        if adapter is None:
+            out.append((m, decode(m.topic, m.payload, now=now)))
+        else:
+            received = datetime.fromtimestamp(m.received_at, UTC)
+            out.extend((m, r) for r in adapter.adapt(m.topic, m.payload, received))
+    return out
 
 
 def _rows(batch: StoreBatch, msg: Message, received: datetime, worker: int) -> None:
@@ -226,8 +246,10 @@ class Ingestor:
         partitions: int = 1,
         retry_max_s: float = 5.0,
         engine: DetectionEngine | None = None,
+        adapters: Adapters | None = None,
     ) -> None:
         self._db = db
+        self._adapters = adapters or None
         self._engine = engine
         self._registry = registry
         self._metrics = metrics
@@ -242,25 +264,51 @@ class Ingestor:
     def owns(self, topic: str) -> bool:
         device_id = _topic_device(topic)
         if device_id is None:
+            if self._adapters is not None and self._adapters.for_topic(topic) is not None:
+                return True  # which device it is for is known once it is mapped (see _mine)
             return self._partition == 0  # garbage topics are quarantined by worker 0 only
         return partition_of(device_id, self._partitions) == self._partition
+
+    def _route(self, topic: str) -> Adapter | None:
+        if self._adapters is None or topic.startswith(TOPIC_PREFIX):
+            return None
+        return self._adapters.for_topic(topic)
+
+    def _mine(self, result: Message | Rejected) -> bool:
+        """Whether this worker keeps an adapter's result: the device's owner does, and
+        worker 0 quarantines what names no device."""
+        if result.device_id is None:
+            return self._partition == 0
+        return partition_of(result.device_id, self._partitions) == self._partition
 
     async def prepare(self, inbound: list[Inbound]) -> Prepared:
         owned = [m for m in inbound if self.owns(m.topic)] if self._partitions > 1 else inbound
         started = time.perf_counter()
-        decoded = await asyncio.to_thread(_decode_all, owned) if owned else []
+        routes = [self._route(m.topic) for m in owned]
+        aliases: set[AliasKey] = set()
+        for m, adapter in zip(owned, routes, strict=True):
+            if adapter is not None:
+                aliases.update(adapter.keys(m.topic))
+        if aliases:
+            await self._retrying(lambda: self._registry.resolve_aliases(aliases))
+        decoded = await asyncio.to_thread(_decode_all, owned, routes) if owned else []
         decoded_at = time.perf_counter()
         self._metrics.stage_seconds.labels("decode").inc(decoded_at - started)
         quarantined: list[tuple[Inbound, str, str | None]] = []
         candidates: list[tuple[Inbound, Message]] = []
-        for raw, result in zip(owned, decoded, strict=True):
+        adapted = self._partitions > 1 and any(a is not None for a in routes)
+        for raw, result in decoded:
+            if adapted and not raw.topic.startswith(TOPIC_PREFIX) and not self._mine(result):
+                continue
             if isinstance(result, Rejected):
                 quarantined.append((raw, result.reason, result.device_id))
             else:
                 candidates.append((raw, result))
 
         await self._retrying(lambda: self._registry.resolve({m.device_id for _, m in candidates}))
-        unseen = list({m.device_id for _, m in candidates if m.device_id not in self._positions})
+        unseen = list(
+            {m.device_id for _, m in candidates if m.seq >= 0 and m.device_id not in self._positions}
+        )
         if unseen:
             found = await self._retrying(lambda: self._db.last_positions(unseen))
             self._positions.update(found)
@@ -279,8 +327,16 @@ class Ingestor:
                 # delivered again while the first copy is in this batch or one not yet committed
                 redelivered += 1
                 continue
+            last = positions.get(msg.device_id)
+            if msg.seq < 0 or (last is not None and last[0] < 0):
+                # No counter to judge by (see the module docstring): new unless stored.
+                suspects.append((raw, msg, ""))
+                in_batch.add(key)
+                if msg.seq >= 0:
+                    positions[msg.device_id] = (msg.seq, msg.ts)
+                continue
             last_will = isinstance(msg, Status) and msg.state == "offline"
-            verdict = classify(msg.seq, msg.ts, positions.get(msg.device_id), last_will=last_will)
+            verdict = classify(msg.seq, msg.ts, last, last_will=last_will)
             if verdict.accept and not verdict.advance:
                 # a will that is not newer: new if it is not stored yet (see suspects below)
                 suspects.append((raw, msg, ""))
@@ -299,18 +355,21 @@ class Ingestor:
         if suspects:
             keys = [(m.device_id, m.ts, m.seq) for _, m, _ in suspects]
             stored = await self._retrying(lambda: self._db.existing(keys))
-            wills = False
+            late = False
             for raw, msg, reason in suspects:
                 if (msg.device_id, msg.ts, msg.seq) in stored:
                     redelivered += 1
-                elif not reason:  # a last will seen for the first time
+                elif not reason:  # a last will, or an unsequenced message, seen for the first time
                     accepted.append((raw, msg))
-                    wills = True
+                    late = True
                 else:
                     quarantined.append((raw, reason, msg.device_id))
-            if wills:  # back in arrival order: a will before a reconnect's "online" stays before it
-                arrival = {id(raw): i for i, raw in enumerate(owned)}
-                accepted.sort(key=lambda item: arrival[id(item[0])])
+            if late:
+                # Back in the order the values came: arrival, and within one foreign message the
+                # order its adapter gave (a will before a reconnect's "online" stays before it; a
+                # detector's test before the smoke alarm it causes).
+                order = {id(m): i for i, (_, m) in enumerate(candidates)}
+                accepted.sort(key=lambda item: order[id(item[1])])
         classified_at = time.perf_counter()
         self._metrics.stage_seconds.labels("classify").inc(classified_at - decoded_at)
         findings = None

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from devices.adapters import Adapter, Adapters, ChirpStack, Zigbee2Mqtt
 from hub.detectors.health import HealthRow
 from hub.errors import ConfigError
 from hub.ingest import Ingestor, Prepared, add_findings, partition_of
@@ -37,6 +38,18 @@ if TYPE_CHECKING:  # imported when the hub starts: the models take a moment to l
 log = logging.getLogger(__name__)
 
 SUBSCRIPTIONS = ("ankang/v1/+/+",)
+
+
+def _adapters(s: Settings, registry: RegistryCache) -> Adapters:
+    """The foreign ecosystems the settings enable (docs/integrations.md)."""
+    chosen: list[Adapter] = []
+    if s.zigbee2mqtt:
+        chosen.append(Zigbee2Mqtt(registry.alias, base_topic=s.zigbee2mqtt_base_topic))
+    if s.chirpstack:
+        chosen.append(ChirpStack(registry.alias, topic_filter=s.chirpstack_topic))
+    if chosen:
+        log.info("adapters: %s", ", ".join(a.name for a in chosen))
+    return Adapters(chosen)
 
 
 class Hub:
@@ -79,6 +92,7 @@ class Hub:
             registry = RegistryCache(db, s.database_url)
             await registry.load_all()
             engine = await self._engine(db, registry) if s.detection else None
+            adapters = _adapters(s, registry)
             self._ingestor = Ingestor(
                 db,
                 registry,
@@ -87,11 +101,12 @@ class Hub:
                 partitions=s.hub_partitions,
                 retry_max_s=s.ingest_retry_max_s,
                 engine=engine,
+                adapters=adapters,
             )
             session = MqttSession(
                 s.mqtt,
                 self.client_id(),
-                SUBSCRIPTIONS,
+                (*SUBSCRIPTIONS, *adapters.subscriptions),
                 session_expiry_s=s.mqtt_session_expiry_s,
                 receive_maximum=s.mqtt_receive_maximum,
                 keepalive_s=s.mqtt_keepalive_s,
