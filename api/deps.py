@@ -55,23 +55,30 @@ def _unauthenticated(detail: str) -> HTTPException:
 
 async def principal(
     request: Request,
-    conn: Conn,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller. A cookie-authenticated change must carry the session's CSRF header."""
+    """The caller. A cookie-authenticated change must carry the session's CSRF header.
+
+    It borrows a pooled connection only for the lookup, so that a long response (the live
+    stream) holds no connection while it runs."""
     cfg = settings(request)
-    if credentials is not None:
-        found = await principal_for(conn, credentials.credentials, allow_demo=cfg.demo)
-        if found is None:
-            raise _unauthenticated("the token is unknown or expired; log in again")
-        return found
     cookie = request.cookies.get(COOKIE)
-    if cookie is None:
+    token = credentials.credentials if credentials is not None else cookie
+    if token is None:
         raise _unauthenticated("log in first: POST /api/v1/auth/token")
-    found = await principal_for(conn, cookie, allow_demo=cfg.demo)
+    pool: AsyncConnectionPool[AsyncConnection[Any]] = request.app.state.pool
+    try:
+        async with pool.connection(timeout=10.0) as conn:
+            found = await principal_for(conn, token, allow_demo=cfg.demo)
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the database is unavailable") from exc
     if found is None:
         raise _unauthenticated("the session is unknown or expired; log in again")
-    if request.method not in _SAFE_METHODS and request.headers.get(CSRF_HEADER) != found.csrf:
+    if (
+        credentials is None
+        and request.method not in _SAFE_METHODS
+        and request.headers.get(CSRF_HEADER) != found.csrf
+    ):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"a change from a page needs the {CSRF_HEADER} header")
     return found
 

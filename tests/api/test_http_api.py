@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -463,3 +464,16 @@ def test_contacts_and_policies_are_managed_per_facility(clients: dict[str, httpx
     assert staff.put("/api/v1/facilities/fa/policies/meteor", json=steps).status_code == 422
     assert staff.put("/api/v1/facilities/fb/policies/fall", json=steps).status_code == 404
     assert clients["reg-east"].get("/api/v1/facilities/fa/policies").status_code == 403
+
+
+def test_open_streams_hold_no_database_connection(api: ApiProcess, clients: dict[str, httpx.Client]) -> None:
+    # more consoles than the pool has connections (ANKANG_DB_POOL_MAX defaults to 10)
+    readers = [StreamReader(api, clients["staff-a"]) for _ in range(14)]
+    try:
+        assert all(r.ready.wait(15) for r in readers)
+        started = time.monotonic()
+        assert clients["staff-a"].get("/api/v1/alarms").status_code == 200
+        assert time.monotonic() - started < 5
+    finally:
+        for reader in readers:
+            reader.close()
