@@ -14,7 +14,9 @@ after ankang, still finds both. The alarm events themselves stay on the non-reta
 ``ankang/v1/alerts/...`` topic (``alerts.publish``).
 
 This module builds the messages and reads the state they need; sending them is the
-caller's (see ``sync``). Nothing here names a resident.
+caller's (``sync``). ``Announcer`` is what ``ankang alerts`` runs (alerts/service.py): every
+message at start and after each new broker connection, then, after alarm changes, only the
+messages that differ from what the broker last acknowledged. Nothing here names a resident.
 """
 
 from __future__ import annotations
@@ -151,14 +153,59 @@ async def load(conn: AsyncConnection[Any]) -> tuple[list[Facility], list[tuple[s
     return facilities, open_alarms
 
 
-async def sync(conn: AsyncConnection[Any], publish: Publish, *, prefix: str = DISCOVERY_PREFIX) -> int:
+async def sync(
+    conn: AsyncConnection[Any],
+    publish: Publish,
+    *,
+    prefix: str = DISCOVERY_PREFIX,
+    sent: dict[str, bytes] | None = None,
+) -> int:
     """Announce every facility's entities and publish their current states, retained.
 
     Run it at start and after alarm changes; repeating it is harmless (same retained
-    messages). Returns the number of messages sent.
+    messages). With ``sent`` (topic to the payload last published, kept by the caller), a
+    message the broker already holds is skipped, and ``sent`` is updated after each publish
+    returns. Returns the number of messages sent.
     """
     facilities, open_alarms = await load(conn)
     messages = discovery_messages(facilities, prefix=prefix) + state_messages(facilities, open_alarms)
+    count = 0
     for topic, payload in messages:
+        if sent is not None and sent.get(topic) == payload:
+            continue
         await publish(topic, payload)
-    return len(messages)
+        if sent is not None:
+            sent[topic] = payload
+        count += 1
+    return count
+
+
+class Announcer:
+    """Keeps Home Assistant's retained messages in step with the alarms, for one publisher.
+
+    ``await announcer.sync(conn, publish, session=..., changed=...)`` after each round of alarm
+    changes. It sends everything the first time and whenever ``session`` differs from the last
+    call (a new broker connection: a broker restarted without persistence has lost its
+    retained messages). After that it sends only when alarms ``changed``, and only the messages
+    that differ. A sync that fails (the broker went away) is due again at the next call.
+    """
+
+    def __init__(self, *, prefix: str = DISCOVERY_PREFIX) -> None:
+        self._prefix = prefix
+        self._sent: dict[str, bytes] = {}
+        self._session: object = None
+        self._due = True
+
+    async def sync(
+        self, conn: AsyncConnection[Any], publish: Publish, *, session: object, changed: bool
+    ) -> int:
+        if session != self._session:
+            self._sent.clear()
+            self._session = session
+            self._due = True
+        self._due = self._due or changed
+        if not self._due:
+            return 0
+        count = await sync(conn, publish, prefix=self._prefix, sent=self._sent)
+        self._due = False
+        return count

@@ -49,7 +49,8 @@ class AlarmPublisher:
     ``async with AlarmPublisher(endpoint) as pub: await pub.publish(topic, payload)``.
     Nothing connects before ``__aenter__``; a closed publisher refuses reuse. paho keeps
     reconnecting in its own thread; ``publish`` raises ``AlertsUnavailable`` while the
-    broker is away.
+    broker is away. Messages are not retained unless asked (``retain=True``: state only,
+    such as Home Assistant's discovery configs and states).
     """
 
     def __init__(self, endpoint: MqttEndpoint, client_id: str = "ankang-alerts", timeout_s: float = 5.0):
@@ -58,6 +59,7 @@ class AlarmPublisher:
         self._timeout_s = timeout_s
         self._client: paho.Client | None = None
         self._connected = threading.Event()
+        self._connections = 0
         self._closed = False
 
     async def __aenter__(self) -> Self:
@@ -83,6 +85,7 @@ class AlarmPublisher:
 
     def _on_connect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
         if not getattr(reason, "is_failure", False):
+            self._connections += 1
             self._connected.set()
 
     def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, _r: Any, _p: Any = None) -> None:
@@ -91,14 +94,20 @@ class AlarmPublisher:
     async def wait_connected(self, timeout: float) -> bool:
         return await asyncio.to_thread(self._connected.wait, timeout)
 
-    async def publish(self, topic: str, payload: bytes) -> None:
+    @property
+    def connections(self) -> int:
+        """Connections made so far. A new one may be to a broker that lost its retained messages."""
+        return self._connections
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish with QoS 1 and wait for the PUBACK; alarm changes are never ``retain``ed."""
         client = self._client
         if client is None:
             raise AlertsError("the publisher is not open")
         if not self._connected.is_set():
             raise AlertsUnavailable("the MQTT broker is not connected")
         try:
-            info = client.publish(topic, payload, qos=1, retain=False)
+            info = client.publish(topic, payload, qos=1, retain=retain)
             await asyncio.to_thread(info.wait_for_publish, self._timeout_s)
         except (RuntimeError, ValueError) as exc:
             # paho raises these when the connection dropped between the check above and the

@@ -16,7 +16,9 @@ Five named tasks (six with ``publish_mqtt``) share one connection pool:
   ``deliver_s`` seconds, and at once when the outbox is written;
 - ``alerts.publish`` (with ``publish_mqtt``) publishes alarm changes to
   ``ankang/v1/alerts/{facility}/{type}`` (``alerts.publish``), at once on ``NOTIFY
-  ankang_alarms`` and at least every second.
+  ankang_alarms`` and at least every second; and, unless ``ha_discovery`` is off, Home
+  Assistant's retained discovery configs and states (``alerts.hadiscovery``) at start and
+  after each round of changes.
 
 Every timer lives in the database (levels, reminder times, ``next_attempt_at``): a restart,
 even ``kill -9``, picks up where the last commit left off.
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -41,6 +44,7 @@ import psycopg
 from alerts.delivery import DeliveryPolicy, deliver_due
 from alerts.errors import AlertsError, AlertsUnavailable
 from alerts.escalation import NOTIFY_OUTBOX, escalate
+from alerts.hadiscovery import Announcer
 from alerts.lifecycle import NOTIFY_CHANNEL, apply_pending, sweep
 from alerts.publish import AlarmPublisher, publish_changes
 from hub.settings import Settings
@@ -81,6 +85,7 @@ class AlertService:
         self._escalate_wake = asyncio.Event()
         self._deliver_wake = asyncio.Event()
         self._publish_mqtt = publish_mqtt
+        self._ha_discovery = publish_mqtt and settings.ha_discovery
         self._publish_wake = asyncio.Event()
         self._batch = batch
         self._retry_max_s = retry_max_s
@@ -272,6 +277,9 @@ class AlertService:
     async def _publish(self, db: Database) -> None:
         # One client id per process: two alert workers must not take each other's session.
         client_id = f"ankang-alerts-{os.getpid()}"
+        # Home Assistant's retained entities and states (alerts/hadiscovery.py), re-sent after
+        # alarm changes; the alarm changes themselves are never retained.
+        announcer = Announcer() if self._ha_discovery else None
         async with AlarmPublisher(self._settings.mqtt, client_id=client_id) as publisher:
             while not self._done.is_set():
                 await self._tick(self._publish_wake, 1.0)
@@ -279,7 +287,14 @@ class AlertService:
                     return
                 try:
                     async with db.connection() as conn:
-                        await publish_changes(conn, publisher)
+                        changed = await publish_changes(conn, publisher)
+                        if announcer is not None:
+                            await announcer.sync(
+                                conn,
+                                functools.partial(publisher.publish, retain=True),
+                                session=publisher.connections,
+                                changed=changed > 0,
+                            )
                 except (AlertsUnavailable, TimeoutError, psycopg.OperationalError) as exc:
                     # The broker or the database is away: the changes wait in the table.
                     log.debug("publishing alarm changes deferred: %s", exc)

@@ -2,8 +2,10 @@
 
 A device gets a broker account named after its id, with a random secret that is shown once.
 It may publish only under ``ankang/v1/{id}/#`` and subscribe only to its own command topic
-``ankang/v1/{id}/command``. Services (the hub, the alert service, the API) have accounts of
-their own with fixed rules (``SERVICE_ACLS``).
+``ankang/v1/{id}/command``. Services (the hub, the alert service, the API) and the bridges
+(Zigbee2MQTT, ChirpStack v4) have accounts of their own with fixed rules per role
+(``SERVICE_ACLS``). The bridges' topics follow the hub's settings (``BridgeTopics``), so that
+the hub may read what it subscribes to, and a bridge may publish only there.
 
 The table ``broker_accounts`` is the record, and it never holds a secret: only Mosquitto's
 PBKDF2-SHA512 hash of it. ``Provisioner`` changes the table and brings the broker in step
@@ -46,7 +48,7 @@ import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, get_args
 
 import paho.mqtt.client as paho
 import psycopg
@@ -58,31 +60,16 @@ from devices.errors import DeviceError
 from devices.mqtt import MqttEndpoint
 from devices.registry import DeviceSpec, Registry
 
-Role = Literal["device", "hub", "alerts", "api"]
-ServiceRole = Literal["hub", "alerts", "api"]
+Role = Literal["device", "hub", "alerts", "api", "zigbee2mqtt", "chirpstack", "homeassistant"]
+ServiceRole = Literal["hub", "alerts", "api", "zigbee2mqtt", "chirpstack", "homeassistant"]
+SERVICE_ROLES: Final[tuple[ServiceRole, ...]] = get_args(ServiceRole)
 Access = Literal["read", "write", "deny"]
+ACL = tuple[tuple[Access, str], ...]
 
 COMMAND_CHANNEL: Final = "command"
-# ankang/v1/alerts/... is the alert service's topic (alerts/publish.py): no device may be
-# called "alerts", or it could publish alarms.
-RESERVED_DEVICE_IDS: Final = frozenset({"alerts"})
-
-SERVICE_ACLS: Final[Mapping[ServiceRole, tuple[tuple[Access, str], ...]]] = {
-    # the hub reads every device's stream (it subscribes to ankang/v1/+/+), but not the
-    # commands sent to devices, which it would only quarantine as an unknown channel
-    "hub": (("deny", f"{TOPIC_PREFIX}+/{COMMAND_CHANNEL}"), ("read", f"{TOPIC_PREFIX}#")),
-    # the alert service publishes alarm changes (alerts/publish.py)
-    "alerts": (("write", f"{TOPIC_PREFIX}alerts/#"),),
-    # the API follows alarms and may send devices commands (never retained)
-    "api": (("read", f"{TOPIC_PREFIX}alerts/#"), ("write", f"{TOPIC_PREFIX}+/{COMMAND_CHANNEL}")),
-}
-
-# Mosquitto's own default (mosquitto_passwd, dynsec). The secrets are 256 random bits, so
-# key stretching adds nothing against guessing, while the broker pays it at every connect.
-HASH_ITERATIONS: Final = 101
-_SALT_BYTES: Final = 12  # as mosquitto_passwd
-
-_USERNAME_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+# ankang/v1/alerts/... and ankang/v1/ha/... are the alert service's topics (alerts/publish.py,
+# alerts/hadiscovery.py): no device may be called "alerts" or "ha", or it could publish alarms.
+RESERVED_DEVICE_IDS: Final = frozenset({"alerts", "ha"})
 
 
 class ProvisioningError(DeviceError):
@@ -93,17 +80,117 @@ class BrokerAuthError(ProvisioningError):
     """The broker could not be reached, or refused the change; nothing was recorded."""
 
 
+# ChirpStack v4's MQTT integration: events out, downlinks in (its default event_topic and
+# command_topic; "down" is the only command of v4).
+CHIRPSTACK_EVENTS: Final = "application/+/device/+/event/+"
+CHIRPSTACK_DOWNLINKS: Final = "application/+/device/+/command/down"
+# Home Assistant's default discovery prefix, its birth and last-will topic, and the states of
+# ankang's entities (alerts/hadiscovery.py)
+HA_DISCOVERY: Final = "homeassistant/#"
+HA_STATUS: Final = "homeassistant/status"
+HA_STATES: Final = f"{TOPIC_PREFIX}ha/#"
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeTopics:
+    """Where the bridges publish: ``ANKANG_ZIGBEE2MQTT_BASE_TOPIC`` and ``ANKANG_CHIRPSTACK_TOPIC``.
+
+    The hub subscribes to ``{zigbee2mqtt}/#`` and to ``chirpstack``; its role may read exactly
+    that, and each bridge's role may publish only there. Give ``ankang devices`` the same
+    settings as the hub, or the hub subscribes to topics it may not read and receives nothing.
+    """
+
+    zigbee2mqtt: str = "zigbee2mqtt"
+    chirpstack: str = CHIRPSTACK_EVENTS
+
+    def __post_init__(self) -> None:
+        base = self.zigbee2mqtt
+        if not base or set(base) & set("+#\x00") or base.startswith(("/", "$")) or base.endswith("/"):
+            raise ProvisioningError(f"not a Zigbee2MQTT base topic: {base!r}")
+        prefix = self.chirpstack.removesuffix(CHIRPSTACK_EVENTS)
+        if (
+            prefix == self.chirpstack
+            or set(prefix) & set("+#\x00")
+            or prefix.startswith(("/", "$"))
+            or (prefix and not prefix.endswith("/"))
+        ):
+            raise ProvisioningError(f"not a ChirpStack event topic: {self.chirpstack!r}")
+        # A bridge may publish anything under its root: no root may hold another's topics,
+        # or the bridge could publish as a device, as the alert service or as the other bridge.
+        roots = {
+            "the Zigbee2MQTT base topic": base,
+            "ChirpStack's topics": f"{prefix}application",
+            "ankang's topics": TOPIC_PREFIX.split("/")[0],
+            "Home Assistant's discovery topics": HA_DISCOVERY.removesuffix("/#"),
+        }
+        names = list(roots)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                x, y = roots[a], roots[b]
+                if x == y or x.startswith(f"{y}/") or y.startswith(f"{x}/"):
+                    raise ProvisioningError(f"{a} ({x}/...) and {b} ({y}/...) overlap")
+
+    @property
+    def chirpstack_downlinks(self) -> str:
+        """The command topic ChirpStack subscribes to, under the same prefix as its events."""
+        return self.chirpstack.removesuffix(CHIRPSTACK_EVENTS) + CHIRPSTACK_DOWNLINKS
+
+    def service_acls(self) -> dict[ServiceRole, ACL]:
+        """Each service role's rules, with these bridge topics."""
+        zigbee = f"{self.zigbee2mqtt}/#"
+        return {
+            # the hub reads every device's stream (it subscribes to ankang/v1/+/+), but not the
+            # commands sent to devices, which it would only quarantine as an unknown channel;
+            # and the bridges' topics, which its adapters map (devices/adapters/)
+            "hub": (
+                ("deny", f"{TOPIC_PREFIX}+/{COMMAND_CHANNEL}"),
+                ("read", f"{TOPIC_PREFIX}#"),
+                ("read", zigbee),
+                ("read", self.chirpstack),
+            ),
+            # the alert service publishes alarm changes (alerts/publish.py), and Home
+            # Assistant's discovery configs and states (alerts/hadiscovery.py)
+            "alerts": (("write", f"{TOPIC_PREFIX}alerts/#"), ("write", HA_DISCOVERY), ("write", HA_STATES)),
+            # the API follows alarms and may send devices commands (never retained)
+            "api": (("read", f"{TOPIC_PREFIX}alerts/#"), ("write", f"{TOPIC_PREFIX}+/{COMMAND_CHANNEL}")),
+            # Zigbee2MQTT publishes everything under its base topic (state, availability,
+            # bridge/...) and subscribes to all of it: it takes {name}/set, {name}/get,
+            # {name}/{endpoint}/set/{attribute} and bridge/request/... from there and skips its
+            # own messages. Friendly names may contain "/", so no wildcard narrows that down;
+            # nobody else may publish under the base topic, so it reads only its own.
+            "zigbee2mqtt": (("write", zigbee), ("read", zigbee)),
+            # ChirpStack publishes device events and takes downlinks (application_id, dev_eui)
+            "chirpstack": (("write", self.chirpstack), ("read", self.chirpstack_downlinks)),
+            # Home Assistant reads the discovery configs and ankang's states, and announces
+            # itself (birth and last will); it may not publish configs or states
+            "homeassistant": (("read", HA_DISCOVERY), ("read", HA_STATES), ("write", HA_STATUS)),
+        }
+
+
+# What each service role may touch, with the bridges' default topics.
+SERVICE_ACLS: Final[Mapping[ServiceRole, ACL]] = BridgeTopics().service_acls()
+
+# Mosquitto's own default (mosquitto_passwd, dynsec). The secrets are 256 random bits, so
+# key stretching adds nothing against guessing, while the broker pays it at every connect.
+HASH_ITERATIONS: Final = 101
+_SALT_BYTES: Final = 12  # as mosquitto_passwd
+
+_USERNAME_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
 def command_topic(device_id: str) -> str:
     """``ankang/v1/{id}/command``: the one topic a device may subscribe to."""
     return f"{TOPIC_PREFIX}{device_id}/{COMMAND_CHANNEL}"
 
 
-def device_acl(device_id: str) -> tuple[tuple[Access, str], ...]:
+def device_acl(device_id: str) -> ACL:
     return (("write", f"{TOPIC_PREFIX}{device_id}/#"), ("read", command_topic(device_id)))
 
 
-def acl_of(username: str, role: Role) -> tuple[tuple[Access, str], ...]:
-    return device_acl(username) if role == "device" else SERVICE_ACLS[role]
+def acl_of(username: str, role: Role, bridges: BridgeTopics | None = None) -> ACL:
+    if role == "device":
+        return device_acl(username)
+    return (bridges or BridgeTopics()).service_acls()[role]
 
 
 def new_secret() -> str:
@@ -163,20 +250,25 @@ class Credentials:
 class BrokerAuth(Protocol):
     """How account changes reach the broker."""
 
-    async def apply(self, change: Change, accounts: Sequence[Account]) -> None:
+    async def apply(self, change: Change, accounts: Sequence[Account], bridges: BridgeTopics) -> None:
         """Make ``change`` effective; ``accounts`` is every active account, the change included."""
 
-    async def sync(self, accounts: Sequence[Account], revoked: Sequence[str]) -> list[str]:
-        """Bring the broker in step with the record; returns what could not be repaired."""
+    async def sync(
+        self, accounts: Sequence[Account], revoked: Sequence[str], bridges: BridgeTopics
+    ) -> list[str]:
+        """Bring the broker in step with the record (service roles' rules included); returns
+        what could not be repaired."""
 
 
 class NoBrokerAuth:
     """An anonymous broker: accounts are recorded, and the broker lets anyone in."""
 
-    async def apply(self, change: Change, accounts: Sequence[Account]) -> None:
+    async def apply(self, change: Change, accounts: Sequence[Account], bridges: BridgeTopics) -> None:
         return None
 
-    async def sync(self, accounts: Sequence[Account], revoked: Sequence[str]) -> list[str]:
+    async def sync(
+        self, accounts: Sequence[Account], revoked: Sequence[str], bridges: BridgeTopics
+    ) -> list[str]:
         return []
 
 
@@ -187,13 +279,14 @@ def render_password_file(accounts: Sequence[Account]) -> str:
     return "".join(f"{a.username}:{a.secret_hash}\n" for a in sorted(accounts, key=lambda a: a.username))
 
 
-def render_acl_file(accounts: Sequence[Account]) -> str:
+def render_acl_file(accounts: Sequence[Account], bridges: BridgeTopics | None = None) -> str:
     """Mosquitto ``acl_file``: one ``pattern`` pair for every device, ``user`` blocks for services.
 
     ``%u`` is the authenticated username, which for a device is its id (Mosquitto 2
     substitutes it in ``pattern`` lines only). Service accounts never collide with device ids
     (``Provisioner`` refuses), so the patterns grant them nothing another device could use.
     """
+    rules = (bridges or BridgeTopics()).service_acls()
     lines = [
         "# Written by ankang (devices/provisioning.py) from its broker_accounts table on every",
         "# change: edit accounts with `ankang devices provision|rotate|revoke|service-account`.",
@@ -208,7 +301,7 @@ def render_acl_file(accounts: Sequence[Account]) -> str:
         if account.role == "device":
             continue
         lines += ["", f"user {account.username}"]
-        lines += [f"topic {access} {topic}" for access, topic in SERVICE_ACLS[account.role]]
+        lines += [f"topic {access} {topic}" for access, topic in rules[account.role]]
     return "\n".join(lines) + "\n"
 
 
@@ -247,17 +340,19 @@ class PasswdFiles:
     acl_file: Path
     pid_file: Path
 
-    async def apply(self, change: Change, accounts: Sequence[Account]) -> None:
-        await asyncio.to_thread(self._write_and_reload, accounts)
+    async def apply(self, change: Change, accounts: Sequence[Account], bridges: BridgeTopics) -> None:
+        await asyncio.to_thread(self._write_and_reload, accounts, bridges)
 
-    async def sync(self, accounts: Sequence[Account], revoked: Sequence[str]) -> list[str]:
-        await asyncio.to_thread(self._write_and_reload, accounts)
+    async def sync(
+        self, accounts: Sequence[Account], revoked: Sequence[str], bridges: BridgeTopics
+    ) -> list[str]:
+        await asyncio.to_thread(self._write_and_reload, accounts, bridges)
         return []
 
-    def _write_and_reload(self, accounts: Sequence[Account]) -> None:
+    def _write_and_reload(self, accounts: Sequence[Account], bridges: BridgeTopics) -> None:
         pid = self._broker_pid()  # before writing: a broker we cannot signal changes nothing
         try:
-            _replace_file(self.acl_file, render_acl_file(accounts))
+            _replace_file(self.acl_file, render_acl_file(accounts, bridges))
             _replace_file(self.password_file, render_password_file(accounts))
         except OSError as exc:
             raise BrokerAuthError(f"cannot write the broker's password or ACL file: {exc}") from exc
@@ -293,11 +388,11 @@ def dynsec_role(username: str, role: Role) -> str:
     return f"ankang-device-{username}" if role == "device" else f"ankang-{role}"
 
 
-def dynsec_acls(username: str, role: Role) -> list[dict[str, Any]]:
+def dynsec_acls(username: str, role: Role, bridges: BridgeTopics | None = None) -> list[dict[str, Any]]:
     # a higher priority is checked first: a denial wins over a broader grant, as in acl_file
     return [
         {"acltype": kind, "topic": topic, "allow": allow, "priority": 0 if allow else 1}
-        for access, topic in acl_of(username, role)
+        for access, topic in acl_of(username, role, bridges)
         for kind, allow in _DYNSEC_ACL[access]
     ]
 
@@ -311,13 +406,15 @@ class Dynsec:
         self._admin = admin
         self._timeout_s = timeout_s
 
-    async def apply(self, change: Change, accounts: Sequence[Account]) -> None:
-        await asyncio.to_thread(self._apply, change)
+    async def apply(self, change: Change, accounts: Sequence[Account], bridges: BridgeTopics) -> None:
+        await asyncio.to_thread(self._apply, change, bridges)
 
-    async def sync(self, accounts: Sequence[Account], revoked: Sequence[str]) -> list[str]:
-        return await asyncio.to_thread(self._sync, accounts, revoked)
+    async def sync(
+        self, accounts: Sequence[Account], revoked: Sequence[str], bridges: BridgeTopics
+    ) -> list[str]:
+        return await asyncio.to_thread(self._sync, accounts, revoked, bridges)
 
-    def _apply(self, change: Change) -> None:
+    def _apply(self, change: Change, bridges: BridgeTopics) -> None:
         rolename = dynsec_role(change.username, change.role)
         if change.secret is None:
             # deleteClient disconnects the client at once if it is connected
@@ -326,11 +423,8 @@ class Dynsec:
                 commands.append({"command": "deleteRole", "rolename": rolename})
             self.control(commands, ok={"Client not found", "Role not found"})
             return
-        create_role = {
-            "command": "createRole",
-            "rolename": rolename,
-            "acls": dynsec_acls(change.username, change.role),
-        }
+        acls = dynsec_acls(change.username, change.role, bridges)
+        create_role = {"command": "createRole", "rolename": rolename, "acls": acls}
         create_client = {
             "command": "createClient",
             "username": change.username,
@@ -340,6 +434,9 @@ class Dynsec:
         answers = self.control(
             [create_role, create_client], ok={"Role already exists", "Client already exists"}
         )
+        if change.role != "device" and answers[0].get("error") == "Role already exists":
+            # a service role is shared, and its rules follow the settings (BridgeTopics)
+            self._set_role_acls(rolename, acls)
         if answers[1].get("error") == "Client already exists":
             # A new secret for an existing client: modifyClient disconnects it, so a rotated
             # or re-provisioned device must come back with the new secret.
@@ -355,11 +452,34 @@ class Dynsec:
                 ]
             )
 
-    def _sync(self, accounts: Sequence[Account], revoked: Sequence[str]) -> list[str]:
+    def _set_role_acls(self, rolename: str, acls: Sequence[Mapping[str, Any]]) -> None:
+        """Make an existing role's rules exactly ``acls`` (Mosquitto 2.0's modifyRole keeps them)."""
+        answer = self.control([{"command": "getRole", "rolename": rolename}])[0]
+        have = {(a["acltype"], a["topic"]): a for a in answer.get("data", {}).get("role", {}).get("acls", [])}
+        want = {(a["acltype"], a["topic"]): a for a in acls}
+
+        def same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+            return (bool(a.get("allow")), a.get("priority", 0)) == (
+                bool(b.get("allow")),
+                b.get("priority", 0),
+            )
+
+        stale = [key for key, acl in have.items() if key not in want or not same(acl, want[key])]
+        missing = [key for key, acl in want.items() if key not in have or not same(have[key], acl)]
+        commands = [
+            {"command": "removeRoleACL", "rolename": rolename, "acltype": kind, "topic": topic}
+            for kind, topic in stale
+        ] + [{"command": "addRoleACL", "rolename": rolename, **want[key]} for key in missing]
+        if commands:
+            self.control(commands)
+
+    def _sync(self, accounts: Sequence[Account], revoked: Sequence[str], bridges: BridgeTopics) -> list[str]:
         listed = self.control([{"command": "listClients", "verbose": False, "count": -1, "offset": 0}])
         present = set(listed[0].get("data", {}).get("clients", []))
         for username in sorted(present & set(revoked)):
             self.control([{"command": "deleteClient", "username": username}], ok={"Client not found"})
+        for role in sorted({a.role for a in accounts if a.role != "device" and a.username in present}):
+            self._set_role_acls(dynsec_role("", role), dynsec_acls("", role, bridges))
         # dynsec keeps only its own hash of the secret: an account it lost cannot be rebuilt
         return [
             f"{a.username}: recorded as active but unknown to the broker; rotate its secret"
@@ -459,10 +579,17 @@ class Provisioner:
     commit: if the broker refuses, nothing is recorded.
     """
 
-    def __init__(self, conn: AsyncConnection[Any], broker: BrokerAuth, broker_url: str) -> None:
+    def __init__(
+        self,
+        conn: AsyncConnection[Any],
+        broker: BrokerAuth,
+        broker_url: str,
+        bridges: BridgeTopics | None = None,
+    ) -> None:
         self._conn = conn
         self._broker = broker
         self._broker_url = broker_url
+        self._bridges = bridges or BridgeTopics()
 
     async def provision(self, device_id: str, spec: DeviceSpec | None = None) -> Credentials:
         """Give a device its account, registering it first when ``spec`` is given.
@@ -503,10 +630,10 @@ class Provisioner:
         return self._credentials(device_id, "device", secret)
 
     async def service_account(self, username: str, role: ServiceRole) -> Credentials:
-        """Create the account of a service (``hub``, ``alerts``, ``api``); see ``SERVICE_ACLS``."""
-        if role not in SERVICE_ACLS:
+        """Create the account of a service or a bridge (``SERVICE_ROLES``); see ``BridgeTopics``."""
+        if role not in SERVICE_ROLES:
             raise ProvisioningError(
-                f"unknown service role {role!r}; expected one of {', '.join(SERVICE_ACLS)}"
+                f"unknown service role {role!r}; expected one of {', '.join(SERVICE_ROLES)}"
             )
         if not 1 <= len(username) <= 64 or not set(username) <= _USERNAME_CHARS:
             raise ProvisioningError("a service account name must match [A-Za-z0-9_.-]{1,64}")
@@ -561,7 +688,7 @@ class Provisioner:
                 "SELECT username FROM broker_accounts WHERE revoked_at IS NOT NULL"
             )
             revoked = [str(r[0]) for r in await cur.fetchall()]
-            return await self._broker.sync(accounts, revoked)
+            return await self._broker.sync(accounts, revoked, self._bridges)
 
     async def accounts(self) -> list[tuple[str, str, Any, Any, Any]]:
         """(username, role, provisioned_at, rotated_at, revoked_at) of every account."""
@@ -605,10 +732,10 @@ class Provisioner:
         return [Account(str(r[0]), r[1], str(r[2])) for r in await cur.fetchall()]
 
     async def _push(self, change: Change) -> None:
-        await self._broker.apply(change, await self._active())
+        await self._broker.apply(change, await self._active(), self._bridges)
 
     def _credentials(self, username: str, role: Role, secret: str) -> Credentials:
-        acl = acl_of(username, role)
+        acl = acl_of(username, role, self._bridges)
         return Credentials(
             username=username,
             secret=secret,

@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     chirpstack_topic: str = Field(
         default="application/+/device/+/event/+", pattern=r"^([^+#]+/)?application/\+/device/\+/event/\+$"
     )
+    # Home Assistant MQTT discovery from `ankang alerts` (alerts/hadiscovery.py): retained
+    # entities and states per facility. Only while the alert service publishes to MQTT at all
+    # (`ankang alerts --no-mqtt` turns both off).
+    ha_discovery: bool = True
 
     @field_validator("mqtt_url")
     @classmethod

@@ -8,9 +8,11 @@ import threading
 import orjson
 import paho.mqtt.client as paho
 import psycopg
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from alerts.hadiscovery import Facility, discovery_messages, state_messages, sync
+from alerts.errors import AlertsUnavailable
+from alerts.hadiscovery import Announcer, Facility, discovery_messages, state_messages, sync
 from alerts.rules import RULES
 from tests.support import wait_until
 
@@ -92,3 +94,41 @@ def test_sync_publishes_retained_messages_a_late_subscriber_still_gets(broker, d
         orjson.loads(received["homeassistant/binary_sensor/ankang_qd-01_sos/config"])["device_class"]
         == "safety"
     )
+
+
+def test_the_announcer_sends_what_changed_and_everything_after_a_reconnect(database):
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("INSERT INTO facilities (id, name) VALUES ('qd-01', 'Qingdao 1')")
+    sent: list[tuple[str, bytes]] = []
+    fail = [False]
+
+    async def publish(topic: str, payload: bytes) -> None:  # the seam: sync's publish callable
+        if fail[0]:
+            raise AlertsUnavailable("the broker is away")
+        sent.append((topic, payload))
+
+    async def run() -> list[int]:
+        announcer = Announcer()
+        counts = []
+        async with await psycopg.AsyncConnection.connect(database, autocommit=True) as conn:
+            counts.append(await announcer.sync(conn, publish, session=1, changed=False))  # start: all
+            counts.append(await announcer.sync(conn, publish, session=1, changed=False))  # nothing due
+            await conn.execute(
+                "INSERT INTO alarms (type, priority, subject, facility_id, room_id, opened_at, last_seen_at)"
+                " VALUES ('sos', 'high', 'qd-01/101', 'qd-01', '101', now(), now())"
+            )
+            fail[0] = True
+            with pytest.raises(AlertsUnavailable):
+                await announcer.sync(conn, publish, session=1, changed=True)
+            fail[0] = False
+            counts.append(await announcer.sync(conn, publish, session=1, changed=False))  # still due
+            counts.append(await announcer.sync(conn, publish, session=2, changed=False))  # reconnected
+        return counts
+
+    counts = asyncio.run(run())
+    everything = len(RULES) * 2 + 2
+    assert counts == [everything, 0, 2, everything]
+    assert sent[everything : everything + 2] == [
+        ("ankang/v1/ha/qd-01/sos", b"ON"),
+        ("ankang/v1/ha/qd-01/status", b"high"),
+    ]

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import paho.mqtt.client as paho
 import psycopg
 import pytest
@@ -25,6 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from devices import DeviceSpec
 from devices.mqtt import MqttEndpoint
 from devices.provisioning import (
+    BridgeTopics,
     BrokerAuth,
     BrokerAuthError,
     Credentials,
@@ -36,6 +39,7 @@ from devices.provisioning import (
 )
 from hub import MosquittoServer, free_port
 from tests.conftest import _tmpdir, run_cli
+from tests.hub.test_adapters_e2e import CLIMATE, FACILITY, PAYLOADS, apply, iso, recorded
 from tests.support import HubProcess, now_ms, rows, scalar, telemetry, wait_until
 
 T = TypeVar("T")
@@ -199,9 +203,9 @@ class Device:
         """Accepted, and not disconnected since (paho's own flag lags a server's DISCONNECT)."""
         return self.connack is not None and not self.connack.is_failure and not self.disconnects
 
-    def publish(self, topic: str, payload: bytes) -> int:
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int:
         """QoS 1; returns the PUBACK reason code."""
-        info = self.client.publish(topic, payload, qos=1)
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
         wait_until(lambda: info.mid in self.pubacks, 10, f"PUBACK for {topic}")
         return self.pubacks[info.mid]
 
@@ -214,6 +218,10 @@ class Device:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        # No cycle through the callbacks: the client is freed, and closes its sockets, at
+        # once rather than whenever the garbage collector gets to it.
+        self.client.on_connect = self.client.on_disconnect = self.client.on_message = None
+        self.client.on_publish = self.client.on_subscribe = None
 
 
 @pytest.fixture
@@ -407,6 +415,8 @@ def test_provisioning_refuses_what_would_open_a_hole(secure_broker, pki, databas
     register = ("--kind", "sos_button", "--facility", "fac-1")
     proc = run_cli("devices", "provision", "alerts", *register, env=env, check=False)
     assert proc.returncode == 1 and "reserved" in proc.stderr
+    proc = run_cli("devices", "provision", "ha", *register, env=env, check=False)
+    assert proc.returncode == 1 and "reserved" in proc.stderr  # ankang/v1/ha/...: Home Assistant states
     proc = run_cli("devices", "provision", "ghost-1", env=env, check=False)
     assert proc.returncode == 1 and "unknown device" in proc.stderr
 
@@ -464,3 +474,182 @@ def test_a_change_the_broker_does_not_take_is_not_recorded(secure_broker, pki, d
     # still active in the record, and on the broker
     assert rows(database, "SELECT revoked_at FROM broker_accounts WHERE username = 'leak-1'") == [(None,)]
     assert devices(secure_broker, pki, "leak-1", working.secret).connect() == SUCCESS
+
+
+def test_the_bridges_publish_only_their_own_topics_and_the_hub_reads_them(
+    secure_broker, pki, database, devices
+):
+    """A Zigbee smoke alarm, sent on Zigbee2MQTT's own account, is stored and is a fire."""
+    apply(database, FACILITY)
+    env = cli_env(database, secure_broker, pki)
+    out = run_cli("devices", "service-account", "zigbee2mqtt", "--role", "zigbee2mqtt", env=env).stdout
+    assert "publish    zigbee2mqtt/#" in out
+    assert "subscribe  zigbee2mqtt/#" in out
+    zigbee = devices(secure_broker, pki, "zigbee2mqtt", secret_of(out))
+    out = run_cli("devices", "service-account", "chirpstack", "--role", "chirpstack", env=env).stdout
+    assert "publish    application/+/device/+/event/+" in out
+    assert "subscribe  application/+/device/+/command/down" in out
+    chirpstack = devices(secure_broker, pki, "chirpstack", secret_of(out))
+    sensor = devices(
+        secure_broker, pki, "wear-9", provision(database, secure_broker, "wear-9", "wearable").secret
+    )
+    hub_account = provisioning(database, secure_broker, lambda p: p.service_account("ankang-hub", "hub"))
+    hub = HubProcess(
+        mqtt_url=f"mqtts://ankang-hub:{hub_account.secret}@127.0.0.1:{secure_broker.tls_port}",
+        database_url=database,
+        metrics_port=free_port(),
+        extra_env={
+            "ANKANG_MQTT_CA_FILE": str(pki.ca),
+            "ANKANG_ZIGBEE2MQTT": "true",
+            "ANKANG_CHIRPSTACK": "true",
+            "ANKANG_DETECT_TICK_S": "0.2",
+        },
+    )
+    hub.start()
+    try:
+        assert zigbee.connect() == SUCCESS
+        assert chirpstack.connect() == SUCCESS
+        assert sensor.connect() == SUCCESS
+        now = time.time()
+        inventory = (PAYLOADS / "zigbee2mqtt/bridge_devices.json").read_bytes()
+        assert zigbee.publish("zigbee2mqtt/bridge/devices", inventory) == SUCCESS
+        idle = recorded("zigbee2mqtt/smoke_idle.json", last_seen=iso(now - 3))
+        assert zigbee.publish("zigbee2mqtt/kitchen_smoke", idle) == SUCCESS
+        smoke = recorded("zigbee2mqtt/smoke_alarm.json", last_seen=iso(now - 2))
+        assert orjson.loads(smoke)["smoke"] is True
+        assert zigbee.publish("zigbee2mqtt/kitchen_smoke", smoke) == SUCCESS
+        wait_until(
+            lambda: scalar(
+                database,
+                "SELECT count(*) FROM detections WHERE kind = 'fire' AND level = 'alarm'"
+                " AND subject = 'care-1/kitchen' AND device_id = 'smoke-201'",
+            ),
+            30,
+            f"a fire detection from the Zigbee smoke detector (hub log: {hub.log()[-1500:]})",
+        )
+        # Zigbee2MQTT subscribes to its whole base topic (commands, bridge requests)
+        assert zigbee.subscribe("zigbee2mqtt/#") == 1
+        assert chirpstack.subscribe("application/+/device/+/command/down") == 1
+
+        # each bridge publishes only under its own topics, and a device under neither
+        cleared = recorded("zigbee2mqtt/smoke_cleared.json", last_seen=iso(now - 1))
+        fake_uplink = recorded("chirpstack/up_temperature.json", time=iso(now - 1))
+        assert (
+            zigbee.publish("ankang/v1/smoke-201/event", b'{"ts": 1, "seq": 1, "event": "test"}')
+            == NOT_AUTHORIZED
+        )
+        assert zigbee.publish("ankang/v1/alerts/care-1/fire", b"{}") == NOT_AUTHORIZED
+        assert zigbee.publish(f"{CLIMATE}/up", fake_uplink) == NOT_AUTHORIZED
+        assert chirpstack.publish("zigbee2mqtt/kitchen_smoke", cleared) == NOT_AUTHORIZED
+        assert chirpstack.publish("ankang/v1/climate-103/telemetry", telemetry(1, now_ms())) == NOT_AUTHORIZED
+        assert chirpstack.publish(f"{CLIMATE.removesuffix('/event')}/command/down", b"{}") == NOT_AUTHORIZED
+        assert sensor.publish("zigbee2mqtt/kitchen_smoke", cleared) == NOT_AUTHORIZED
+        assert sensor.publish("zigbee2mqtt/bridge/request/permit_join", b'{"time": 254}') == NOT_AUTHORIZED
+        assert sensor.publish(f"{CLIMATE}/up", fake_uplink) == NOT_AUTHORIZED
+        assert sensor.publish("application/x/device/y/command/down", b"{}") == NOT_AUTHORIZED
+        assert (
+            sensor.publish("homeassistant/binary_sensor/ankang_care-1_fire/config", b"{}") == NOT_AUTHORIZED
+        )
+        assert sensor.publish("ankang/v1/ha/care-1/fire", b"OFF") == NOT_AUTHORIZED
+        assert zigbee.connected and chirpstack.connected and sensor.connected
+
+        # ChirpStack's uplink, last: once it is stored, the refused messages, had they reached
+        # the hub, would have been stored or quarantined (each was refused before it was sent)
+        uplink = recorded("chirpstack/up_temperature.json", time=iso(now - 1))
+        assert chirpstack.publish(f"{CLIMATE}/up", uplink) == SUCCESS
+        wait_until(
+            lambda: scalar(database, "SELECT count(*) FROM readings WHERE device_id = 'climate-103'"),
+            30,
+            f"the LoRaWAN uplink (hub log: {hub.log()[-1500:]})",
+        )
+    finally:
+        hub.stop()
+    assert rows(database, "SELECT event FROM events WHERE device_id = 'smoke-201'") == [("smoke_alarm",)]
+    assert (
+        scalar(database, "SELECT count(*) FROM messages WHERE device_id NOT IN ('smoke-201', 'climate-103')")
+        == 0
+    )
+    assert scalar(database, "SELECT count(*) FROM quarantine") == 0
+    assert zigbee.received == []  # nobody else may publish under its base topic
+
+
+def test_the_bridge_topics_follow_the_hubs_settings(secure_broker, pki, database, devices):
+    """A changed base topic moves the bridge's and the hub's rules; broker-sync brings them back."""
+    env = cli_env(database, secure_broker, pki) | {
+        "ANKANG_ZIGBEE2MQTT_BASE_TOPIC": "z2m/east",
+        "ANKANG_CHIRPSTACK_TOPIC": "cn470/application/+/device/+/event/+",
+    }
+    out = run_cli("devices", "service-account", "zigbee2mqtt", "--role", "zigbee2mqtt", env=env).stdout
+    assert "publish    z2m/east/#" in out
+    zigbee = devices(secure_broker, pki, "zigbee2mqtt", secret_of(out))
+    out = run_cli("devices", "service-account", "ankang-hub", "--role", "hub", env=env).stdout
+    assert "subscribe  ankang/v1/# z2m/east/# cn470/application/+/device/+/event/+" in out
+    hub = devices(secure_broker, pki, "ankang-hub", secret_of(out))
+    assert zigbee.connect() == SUCCESS
+    assert hub.connect() == SUCCESS
+    assert hub.subscribe("z2m/east/#") == 1
+    assert hub.subscribe("cn470/application/+/device/+/event/+") == 1
+    assert zigbee.publish("z2m/east/kitchen_smoke", b'{"smoke": false}') == SUCCESS
+    wait_until(lambda: hub.received, 10, "the hub to receive the bridge's state")
+    assert zigbee.publish("zigbee2mqtt/kitchen_smoke", b'{"smoke": false}') == NOT_AUTHORIZED
+
+    # back to the defaults: the shared role's rules (dynsec) or the ACL file (passwd) follow
+    assert run_cli("devices", "broker-sync", env=cli_env(database, secure_broker, pki)).returncode == 0
+    wait_until(
+        lambda: zigbee.publish("zigbee2mqtt/kitchen_smoke", b"{}") in (SUCCESS, NO_MATCHING_SUBSCRIBERS),
+        10,
+        "the default base topic to be allowed",
+    )
+    assert zigbee.publish("z2m/east/kitchen_smoke", b"{}") == NOT_AUTHORIZED
+    assert zigbee.connected and hub.connected
+    if secure_broker.auth == "passwd":
+        assert "user zigbee2mqtt\ntopic write zigbee2mqtt/#\ntopic read zigbee2mqtt/#" in (
+            secure_broker.acl_file.read_text()
+        )
+
+
+def test_home_assistant_reads_the_alert_services_entities_and_publishes_none(
+    secure_broker, pki, database, devices
+):
+    alerts = provisioning(database, secure_broker, lambda p: p.service_account("ankang-alerts", "alerts"))
+    ha = provisioning(database, secure_broker, lambda p: p.service_account("home-assistant", "homeassistant"))
+    assert ha.subscribe == ("homeassistant/#", "ankang/v1/ha/#") and ha.publish == ("homeassistant/status",)
+    publisher = devices(secure_broker, pki, "ankang-alerts", alerts.secret)
+    assert publisher.connect() == SUCCESS
+    config = "homeassistant/binary_sensor/ankang_fac-1_fire/config"
+    state = "ankang/v1/ha/fac-1/fire"
+    allowed = (SUCCESS, NO_MATCHING_SUBSCRIBERS)
+    assert publisher.publish(config, b'{"state_topic": "ankang/v1/ha/fac-1/fire"}', retain=True) in allowed
+    assert publisher.publish(state, b"ON", retain=True) in allowed
+    assert publisher.publish("ankang/v1/alerts/fac-1/fire", b"{}") in allowed
+    assert publisher.publish("zigbee2mqtt/kitchen_smoke", b'{"smoke": false}') == NOT_AUTHORIZED
+
+    home = devices(secure_broker, pki, "home-assistant", ha.secret)
+    assert home.connect() == SUCCESS
+    assert home.subscribe("homeassistant/+/+/config") == 1  # what Home Assistant's discovery subscribes to
+    assert home.subscribe(state) == 1
+    wait_until(lambda: len(home.received) == 2, 10, "the retained config and state")
+    assert sorted(home.received) == [state, config]
+    assert home.publish("homeassistant/status", b"online") in allowed
+    assert home.publish(state, b"OFF") == NOT_AUTHORIZED
+    assert home.publish(config, b"{}") == NOT_AUTHORIZED
+    assert home.publish("ankang/v1/alerts/fac-1/fire", b"{}") == NOT_AUTHORIZED
+    assert home.subscribe("ankang/v1/alerts/#") in expected_suback(secure_broker)
+    assert home.connected
+
+
+def test_bridge_topics_may_not_overlap_anyone_elses():
+    assert BridgeTopics().service_acls()["hub"][-2:] == (
+        ("read", "zigbee2mqtt/#"),
+        ("read", "application/+/device/+/event/+"),
+    )
+    for base, chirpstack in [
+        ("ankang", "application/+/device/+/event/+"),  # it could publish as any device
+        ("application", "application/+/device/+/event/+"),  # as ChirpStack
+        ("homeassistant/zigbee", "application/+/device/+/event/+"),  # as the alert service
+        ("zigbee2mqtt", "zigbee2mqtt/application/+/device/+/event/+"),
+        ("zigbee2mqtt", "application/#"),
+        ("$SYS", "application/+/device/+/event/+"),
+    ]:
+        with pytest.raises(ProvisioningError):
+            BridgeTopics(base, chirpstack)
