@@ -452,6 +452,7 @@ def _with_provisioner(action: Callable[[Provisioner], Awaitable[T]]) -> T:
 
     from devices.mqtt import MqttEndpoint
     from devices.provisioning import (
+        BridgeTopics,
         BrokerAuth,
         Dynsec,
         NoBrokerAuth,
@@ -461,6 +462,12 @@ def _with_provisioner(action: Callable[[Provisioner], Awaitable[T]]) -> T:
     )
 
     settings = _settings()
+    try:
+        # the hub's subscriptions, which the hub and bridge roles' rules follow
+        bridges = BridgeTopics(settings.zigbee2mqtt_base_topic, settings.chirpstack_topic)
+    except ProvisioningError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     broker: BrokerAuth
     if settings.broker_auth == "passwd":
         files = (settings.broker_password_file, settings.broker_acl_file, settings.broker_pid_file)
@@ -488,7 +495,7 @@ def _with_provisioner(action: Callable[[Provisioner], Awaitable[T]]) -> T:
     async def run() -> T:
         conn = await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True)
         async with conn:
-            return await action(Provisioner(conn, broker, public_url))
+            return await action(Provisioner(conn, broker, public_url, bridges))
 
     try:
         return asyncio.run(run())
@@ -571,9 +578,15 @@ def devices_revoke(username: Annotated[str, typer.Argument(metavar="ID")]) -> No
 @devices_app.command("service-account")
 def devices_service_account(
     username: Annotated[str, typer.Argument(metavar="NAME")],
-    role: Annotated[str, typer.Option(help="hub, alerts or api")],
+    role: Annotated[str, typer.Option(help="hub, alerts, api, zigbee2mqtt, chirpstack or homeassistant")],
 ) -> None:
-    """Create a service's broker account (the hub, the alert service, the API); prints the secret once."""
+    """Create a service's or a bridge's broker account; prints the secret once.
+
+    Roles: the hub, the alert service, the API, Zigbee2MQTT, ChirpStack's MQTT integration and
+    Home Assistant.
+    The hub's and the bridges' topics follow ANKANG_ZIGBEE2MQTT_BASE_TOPIC and
+    ANKANG_CHIRPSTACK_TOPIC.
+    """
     from typing import cast
 
     from devices.provisioning import ServiceRole
@@ -586,13 +599,13 @@ def devices_service_account(
 def devices_accounts() -> None:
     """List broker accounts: provisioned, rotated and revoked times (never secrets)."""
     rows = _with_provisioner(lambda p: p.accounts())
-    typer.echo(f"{'username':<24} {'role':<7} {'provisioned':<20} {'rotated':<20} revoked")
+    typer.echo(f"{'username':<24} {'role':<13} {'provisioned':<20} {'rotated':<20} revoked")
 
     def fmt(value: object) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S") if hasattr(value, "strftime") else "-"
 
     for username, role, provisioned, rotated, revoked in rows:
-        typer.echo(f"{username:<24} {role:<7} {fmt(provisioned):<20} {fmt(rotated):<20} {fmt(revoked)}")
+        typer.echo(f"{username:<24} {role:<13} {fmt(provisioned):<20} {fmt(rotated):<20} {fmt(revoked)}")
 
 
 @devices_app.command("broker-sync")
@@ -661,7 +674,9 @@ def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
     _logging(verbose)
     from pydantic import ValidationError
 
-    from api.demo import DemoError, DemoSettings, run_demo
+    from api.demo import Component, DemoError, DemoSettings, run_demo
+    from api.demo_accounts import demo_logins
+    from api.server import ApiServer
     from api.settings import ApiSettings
 
     try:
@@ -676,8 +691,8 @@ def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
                 settings=settings,
                 demo=demo_settings,
                 say=typer.echo,
-                api=None,  # the HTTP API: lambda s: Component("api", ApiServer(s).run)
-                accounts=None,  # demo accounts to create and print: async (settings) -> [Login]
+                api=lambda s: Component("api", ApiServer(s).run),
+                accounts=demo_logins,
             )
         )
     except DemoError as exc:
@@ -893,6 +908,109 @@ def bench_devices(
         return
     for key, value in summary.items():
         console.print(f"{key:<40} {value}")
+
+
+@bench_app.command("alerts")
+def bench_alerts(
+    fires: Annotated[int, typer.Option(min=0, help="Smoke detectors that raise their own alarm.")] = 50,
+    falls: Annotated[int, typer.Option(min=0, help="Wearables that stream a fall.")] = 20,
+    offline: Annotated[int, typer.Option(min=0, help="Devices that fall silent.")] = 20,
+    duration: Annotated[float, typer.Option(min=10, help="Seconds of background load.")] = 120.0,
+    max_rate: Annotated[
+        float | None, typer.Option(help="Maximum ingest rate, msg/s (default: measured by a quick drain).")
+    ] = None,
+    max_rate_from: Annotated[
+        str, typer.Option(help="drain (the hub alone, quick) or sweep (live, generator included, slow).")
+    ] = "drain",
+    load_fraction: Annotated[float, typer.Option(min=0, max=2, help="Background load, × the maximum.")] = 0.8,
+    background_devices: Annotated[int, typer.Option(min=1, help="Wearables of the background load.")] = 2000,
+    drain_messages: Annotated[int, typer.Option(min=100, help="Backlog of the quick drain.")] = 30_000,
+    offline_heartbeat: Annotated[
+        int, typer.Option(min=1, help="Heartbeat (s) the silent devices announce.")
+    ] = 4,
+    alerts_mqtt: Annotated[
+        bool, typer.Option(help="ankang alerts publishes alarm changes over MQTT.")
+    ] = True,
+    use_configured: Annotated[
+        bool, typer.Option(help="Use ANKANG_MQTT_URL/ANKANG_DATABASE_URL instead of fresh services.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Also draw the latency CDFs as a PNG chart.")] = None,
+) -> None:
+    """Latency from a device's publish to the alarm on the console's live stream, under load."""
+    import orjson
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from api.alertbench import AlertBench, AlertBenchConfig, plot_alerts
+
+    if max_rate_from not in ("drain", "sweep"):
+        typer.echo("--max-rate-from is drain or sweep", err=True)
+        raise typer.Exit(2)
+    cfg = AlertBenchConfig(
+        background_devices=background_devices,
+        max_rate=max_rate,
+        max_rate_from=max_rate_from,
+        load_fraction=load_fraction,
+        drain_messages=drain_messages,
+        duration_s=duration,
+        fires=fires,
+        falls=falls,
+        offline=offline,
+        offline_heartbeat_s=offline_heartbeat,
+        alerts_mqtt=alerts_mqtt,
+    )
+    if use_configured:
+        settings = _settings()
+        cfg.mqtt_url, cfg.database_url = settings.mqtt_url, settings.database_url
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+    with Progress(
+        TextColumn("[bold]{task.fields[phase]:<9}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=False,
+    ) as bar:
+        tasks: dict[str, object] = {}
+
+        def progress(phase: str, done: float, total: float, info: str) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total or None, phase=phase, info="")
+            bar.update(tasks[phase], completed=done, total=total or None, info=info)  # type: ignore[arg-type]
+
+        with AlertBench(cfg, progress) as bench:
+            summary = bench.run()
+    if plot is not None:
+        console.print(f"chart written to {plot_alerts(summary, plot)}")
+    if as_json:
+        typer.echo(orjson.dumps(summary).decode())
+        return
+    table = Table(title="ankang bench alerts")
+    for col in ("kind", "injected", "seen", "missing", "p50 s", "p99 s", "max s", "target", "met?"):
+        table.add_column(col, justify="right")
+    for kind, row in summary["kinds"].items():
+        target = row["target"]
+        table.add_row(
+            kind,
+            str(row["injected"]),
+            str(row["seen"]),
+            str(row["missing"]),
+            *(f"{row[k]:.3f}" if row[k] is not None else "-" for k in ("p50_s", "p99_s", "max_s")),
+            f"{target['statistic']} ≤ {target['seconds']} s" if target else "-",
+            {True: "yes", False: "no", None: "-"}[row["met"]],
+        )
+    console.print(table)
+    for kind, row in summary["kinds"].items():
+        for stage, stats in row["stages"].items():
+            console.print(f"{kind:<8} {stage:<52} p50 {stats['p50_s']} s, p99 {stats['p99_s']} s")
+    bg = summary["background"]
+    console.print(
+        f"background {bg['rate_msgs_per_s']} msg/s ({summary['load_fraction']:.0%} of "
+        f"{summary['max_rate_msgs_per_s']} msg/s, {summary['max_rate_from']}); "
+        f"hub lag p50 {bg['p50_lag_s']} s, p99 {bg['p99_lag_s']} s; hub queue max "
+        f"{summary['hub_queue_depth']['max']}; CPU s {summary['cpu_s']}"
+    )
 
 
 @bench_app.command("detectors")

@@ -116,6 +116,7 @@ class Simulation:
         client_prefix: str = "sim",
         on_progress: Callable[[SimStats], None] | None = None,
         wearable_rate_hz: int = 50,
+        in_bed: tuple[float, float] | None = None,
     ) -> None:
         self._devices = [
             _Device(d, np.random.default_rng(zlib.crc32(f"{seed}:{d.id}".encode()))) for d in devices
@@ -141,6 +142,8 @@ class Simulation:
                 dev.bed = BedModel(
                     dev.rng, hr_base=float(dev.rng.uniform(58, 82)), rr_base=float(dev.rng.uniform(12, 18))
                 )
+                if in_bed is not None:  # (from, until) in seconds of the local day
+                    dev.bed.in_bed_from, dev.bed.in_bed_until = in_bed
             dev.battery = float(dev.rng.uniform(60, 100))
         self._loop: asyncio.AbstractEventLoop | None = None
 

@@ -208,7 +208,15 @@ def build_fleet(spec: FleetSpec) -> Fleet:
         dev("smoke_detector", fid, "bedroom")
         dev("gas_detector", fid, "kitchen")
         dev("door_contact", fid, "bedroom", suffix="entrance")
-    file = FacilityFile(facilities=facilities, devices=devices)
+    return fleet_from_file(FacilityFile(facilities=facilities, devices=devices), spec)
+
+
+def fleet_from_file(file: FacilityFile, spec: FleetSpec | None = None) -> Fleet:
+    """The fleet that a facility file describes: one simulated device per registered device.
+
+    ``spec`` is kept for the options that apply to every device (the wearables' rate);
+    the file, not the spec, says what there is.
+    """
     from devices.registry import DEFAULT_HEARTBEAT_S
 
     sims = tuple(
@@ -223,6 +231,6 @@ def build_fleet(spec: FleetSpec) -> Fleet:
             heartbeat_s=d.heartbeat_s or DEFAULT_HEARTBEAT_S[d.kind],
             period_s=TELEMETRY_PERIOD_S[d.kind],
         )
-        for d in devices
+        for d in file.devices
     )
-    return Fleet(spec, file, sims)
+    return Fleet(spec or FleetSpec(), file, sims)

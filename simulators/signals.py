@@ -295,7 +295,10 @@ class BedModel:
     in_bed_until: float = 6.5 * 3600
 
     def occupied(self, tod: float) -> bool:
-        night = tod >= self.in_bed_from or tod < self.in_bed_until
+        if self.in_bed_from > self.in_bed_until:  # the usual case: across midnight
+            night = tod >= self.in_bed_from or tod < self.in_bed_until
+        else:
+            night = self.in_bed_from <= tod < self.in_bed_until
         if not night:
             return False
         return not any(start <= tod < end for start, end in self.exits)
