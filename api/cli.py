@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from alerts import Alarm, RecipientStatus
-    from devices import Registry
+    from devices import DeviceSpec, Registry
     from devices.provisioning import Credentials, Provisioner
     from hub import MosquittoServer, PostgresServer, Settings
 
@@ -370,6 +370,30 @@ async def _with_registry(action: Callable[[Registry], Awaitable[T]]) -> T:
         return await action(Registry(conn))
 
 
+def _device_spec(
+    device_id: str,
+    kind: str | None,
+    facility: str | None,
+    room: str | None,
+    bed: str | None,
+    resident: str | None,
+    heartbeat_s: int | None,
+    placement: str | None,
+) -> DeviceSpec:
+    """A device's registration from command-line options; invalid ones end with exit code 2."""
+    from pydantic import ValidationError
+
+    from devices import DeviceSpec
+
+    fields = {"id": device_id, "kind": kind, "facility": facility, "room": room, "bed": bed,
+              "resident": resident, "heartbeat_s": heartbeat_s, "placement": placement}
+    try:
+        return DeviceSpec.model_validate(fields)
+    except ValidationError as exc:
+        typer.echo("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), err=True)
+        raise typer.Exit(2) from None
+
+
 @devices_app.command("add")
 def devices_add(
     device_id: Annotated[str, typer.Argument(metavar="ID")],
@@ -382,27 +406,9 @@ def devices_add(
     placement: Annotated[str | None, typer.Option(help="waist, chest or wrist (wearables)")] = None,
 ) -> None:
     """Register (or update) one device."""
-    from pydantic import ValidationError
-
-    from devices import DeviceSpec
     from devices.errors import RegistryError
 
-    try:
-        spec = DeviceSpec.model_validate(
-            {
-                "id": device_id,
-                "kind": kind,
-                "facility": facility,
-                "room": room,
-                "bed": bed,
-                "resident": resident,
-                "heartbeat_s": heartbeat_s,
-                "placement": placement,
-            }
-        )
-    except ValidationError as exc:
-        typer.echo("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), err=True)
-        raise typer.Exit(2) from None
+    spec = _device_spec(device_id, kind, facility, room, bed, resident, heartbeat_s, placement)
     try:
         asyncio.run(_with_registry(lambda reg: reg.add(spec)))
     except RegistryError as exc:
@@ -534,29 +540,9 @@ def devices_provision(
 
     Prints the secret once.
     """
-    from pydantic import ValidationError
-
-    from devices import DeviceSpec
-
     spec = None
     if kind is not None or facility is not None:
-        try:
-            spec = DeviceSpec.model_validate(
-                {
-                    "id": device_id,
-                    "kind": kind,
-                    "facility": facility,
-                    "room": room,
-                    "bed": bed,
-                    "resident": resident,
-                    "heartbeat_s": heartbeat_s,
-                    "placement": placement,
-                }
-            )
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            typer.echo(problems, err=True)
-            raise typer.Exit(2) from None
+        spec = _device_spec(device_id, kind, facility, room, bed, resident, heartbeat_s, placement)
     creds = _with_provisioner(lambda p: p.provision(device_id, spec))
     _print_credentials(creds, _settings().broker_auth)
 

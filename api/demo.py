@@ -69,6 +69,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.errors import ApiError
 from api.settings import ApiSettings
+from hub.localservices import pid_alive
 
 if TYPE_CHECKING:
     from simulators.scenario import Scenario
@@ -291,16 +292,6 @@ class EmbeddedBroker:
         self._state = _State.CLOSED
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -465,14 +456,14 @@ class EmbeddedPostgres:
             pid = int((self._data / "postmaster.pid").read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return
-        if not _pid_alive(pid) or str(self._data) not in _cmdline(pid):
+        if not pid_alive(pid) or str(self._data) not in _cmdline(pid):
             return
         log.warning("stopping a PostgreSQL left running by an earlier demo (pid %d)", pid)
         os.kill(pid, signal.SIGINT)  # fast shutdown
         deadline = time.monotonic() + 30
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             raise DemoError(f"a PostgreSQL on {self._data} (pid {pid}) does not stop; stop it first")
 
     def _start(self) -> None:

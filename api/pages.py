@@ -6,7 +6,7 @@ the JSON API, with the session cookie; changes go through the JSON API with the 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -23,7 +23,7 @@ from api.deps import COOKIE, Conn, settings
 from api.errors import LoginFailed, LoginThrottled
 from api.i18n import alarm_names, language_of, texts
 from api.routes.alarms import get_alarm
-from api.routes.auth import client_of, set_session_cookie
+from api.routes.auth import login_with, set_session_cookie
 from api.routes.facilities import get_facility
 from api.routes.residents import get_resident
 
@@ -108,17 +108,7 @@ async def login_submit(
 ) -> Response:
     cfg = settings(request)
     try:
-        session = await auth.login(
-            conn,
-            username,
-            password,
-            client_of(request),
-            ttl=timedelta(seconds=cfg.session_ttl_s),
-            per_user=cfg.login_failures_per_user,
-            per_client=cfg.login_failures_per_client,
-            window=timedelta(seconds=cfg.login_window_s),
-            allow_demo=cfg.demo,
-        )
+        session = await login_with(request, conn, username, password)
     except (LoginFailed, LoginThrottled) as exc:
         key = "login_throttled" if isinstance(exc, LoginThrottled) else "login_failed"
         response = _render(

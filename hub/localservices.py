@@ -55,7 +55,8 @@ def _wait(predicate: object, timeout: float, what: str) -> None:
     raise ServiceError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (possibly owned by another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -221,7 +222,7 @@ class MosquittoServer:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def start(self, timeout: float = 15.0) -> None:
         if self.pid() is not None and _port_open(self.port):
@@ -249,7 +250,7 @@ class MosquittoServer:
         if pid is None:
             return
         os.kill(pid, signal.SIGTERM)  # Mosquitto writes its persistent store on SIGTERM
-        _wait(lambda: not _pid_alive(pid), timeout, "mosquitto to stop")
+        _wait(lambda: not pid_alive(pid), timeout, "mosquitto to stop")
 
     def restart(self) -> None:
         self.stop()
@@ -347,7 +348,7 @@ class PostgresServer:
             pid = int(pidfile.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return False
-        return _pid_alive(pid)
+        return pid_alive(pid)
 
     def start(self, timeout: float = 60.0) -> None:
         self.init()

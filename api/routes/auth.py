@@ -46,17 +46,7 @@ async def token(
     """Exchange a username and password for a bearer token (also set as the pages' cookie)."""
     cfg = settings(request)
     try:
-        session = await auth.login(
-            conn,
-            form.username,
-            form.password,
-            client_of(request),
-            ttl=timedelta(seconds=cfg.session_ttl_s),
-            per_user=cfg.login_failures_per_user,
-            per_client=cfg.login_failures_per_client,
-            window=timedelta(seconds=cfg.login_window_s),
-            allow_demo=cfg.demo,
-        )
+        session = await login_with(request, conn, form.username, form.password)
     except LoginThrottled as exc:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS, str(exc), headers={"Retry-After": str(exc.retry_after_s)}
@@ -65,6 +55,22 @@ async def token(
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from None
     set_session_cookie(response, session, secure=cfg.secure_cookies)
     return Token(access_token=session.token, expires_at=session.expires_at, csrf_token=session.csrf)
+
+
+async def login_with(request: Request, conn: Conn, username: str, password: str) -> auth.Session:
+    """Log in with the app's limits and session length (the token route and the login page)."""
+    cfg = settings(request)
+    return await auth.login(
+        conn,
+        username,
+        password,
+        client_of(request),
+        ttl=timedelta(seconds=cfg.session_ttl_s),
+        per_user=cfg.login_failures_per_user,
+        per_client=cfg.login_failures_per_client,
+        window=timedelta(seconds=cfg.login_window_s),
+        allow_demo=cfg.demo,
+    )
 
 
 def set_session_cookie(response: Response, session: auth.Session, *, secure: bool) -> None:
