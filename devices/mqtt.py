@@ -89,7 +89,8 @@ class BufferedClient(paho.Client):
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         # Until the socket has nothing more: whatever stays in the buffer would otherwise
         # wait for the next select(), which does not see it. Writes (acks) are not starved
-        # for long: the broker stops sending at Receive Maximum unacknowledged messages.
+        # for long: the hub's session stops reading at its own bound of unacknowledged
+        # messages (hub/mqtt.py), because Mosquitto 2.0 does not hold to Receive Maximum.
         while True:
             if self._sock is None:
                 return MQTTErrorCode.MQTT_ERR_NO_CONN

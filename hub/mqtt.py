@@ -2,9 +2,15 @@
 
 paho-mqtt runs its network loop in its own thread. Received messages are appended to a
 buffer and the asyncio side is woken at most once per burst, so a busy stream costs one
-wake-up per batch rather than one per message. The buffer cannot grow without limit: the
-broker may have at most ``receive_maximum`` unacknowledged QoS 1 messages in flight to us
-(MQTT 5 §3.1.2.11.3), and we acknowledge only after the database commit.
+wake-up per batch rather than one per message.
+
+What the hub holds is bounded here, not by the broker. We advertise ``receive_maximum``
+(MQTT 5 §3.1.2.11.3), but Mosquitto 2.0 does not keep to it once acknowledgements flow:
+a PUBACK for the oldest message in flight moves up to a whole Receive Maximum of queued
+messages into flight, so acknowledging in order, as the hub does, lets the broker send
+its entire queue (docs/architecture.md). So the network thread stops reading the socket
+while ``receive_maximum`` messages are taken and not yet released by ``ack``; TCP flow
+control then leaves the rest with the broker, and reading resumes as batches commit.
 
 Every message carries the *generation* of the connection it arrived on. After a reconnect
 the broker redelivers whatever was unacknowledged, so an acknowledgement that belongs to
@@ -17,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 import threading
 import time
 from collections import deque
@@ -50,6 +57,78 @@ class Inbound:
     generation: int
 
 
+class _HubClient(BufferedClient):
+    """``BufferedClient`` that stops reading while the hub holds ``limit`` messages.
+
+    A message is held from the moment paho hands it to ``on_message`` (``taken``, counted
+    by the network thread) until the hub releases it after its commit (``released``,
+    counted by the asyncio side); each counter has one writer, so neither needs a lock.
+    The check sits in front of every packet, so at most ``limit`` messages are held; what
+    the broker sends beyond that waits in our 64 KiB read buffer, the kernel's socket
+    buffers and then the broker, which stops writing when TCP's window closes.
+    """
+
+    def __init__(self, *args: Any, limit: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limit = limit
+        self.taken = 0
+        self.released = 0
+
+    @property
+    def held(self) -> int:
+        return self.taken - self.released
+
+    def _paused(self) -> bool:
+        # Never before CONNACK: the packets that follow a reconnect must be read, and the
+        # generation must change before anything is acknowledged on the new connection.
+        return self.taken - self.released >= self._limit and self.is_connected()
+
+    def release(self, count: int) -> None:
+        """The hub is done with ``count`` messages (asyncio side); wake a paused reader."""
+        self.released += count
+        wake = self._sockpairW
+        if wake is not None:
+            with contextlib.suppress(BlockingIOError, OSError):
+                wake.send(b"\0")
+
+    def _packet_read(self) -> MQTTErrorCode:
+        if self._paused():
+            return MQTTErrorCode.MQTT_ERR_AGAIN  # loop_read stops as if the socket were empty
+        return super()._packet_read()
+
+    def _loop(self, timeout: float = 1.0) -> MQTTErrorCode:
+        """One turn of paho's network loop (``loop_forever`` calls this)."""
+        if not self._paused():
+            if self._rsock is self._sock and self._rpos < len(self._rbuf):
+                # Packets read before a pause and not handled yet: select() cannot see them.
+                rc = self.loop_read()
+                if rc or self._sock is None:
+                    return rc
+            return super()._loop(timeout)
+        sock, wake = self._sock, self._sockpairR
+        if sock is None or wake is None:
+            return super()._loop(timeout)
+        # The silence is ours, not the broker's: its PINGRESP waits unread behind the
+        # messages we are not reading, so paho must not count the pause against the broker
+        # (it would drop the connection after two keepalive periods). The broker still
+        # hears from us: PUBACKs go out, and loop_misc sends PINGREQ when they do not.
+        with self._msgtime_mutex:
+            self._last_bytes_received = time.monotonic()  # paho's time_func
+        self._ping_t = 0
+        try:
+            readable, writable, _ = select.select([wake], [sock] if self.want_write() else [], [], timeout)
+        except (TypeError, ValueError, OSError):
+            return super()._loop(0.0)  # paho handles a socket closed under it
+        if readable:
+            with contextlib.suppress(BlockingIOError):
+                wake.recv(10000)
+        if readable or writable:
+            rc = self.loop_write()
+            if rc or self._sock is None:
+                return rc
+        return self.loop_misc()
+
+
 class _State(Enum):
     NEW = "new"
     OPEN = "open"
@@ -76,7 +155,7 @@ class MqttSession:
         self._receive_maximum = receive_maximum
         self._keepalive_s = keepalive_s
         self._state = _State.NEW
-        self._client: BufferedClient | None = None
+        self._client: _HubClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buffer: deque[Inbound] = deque()
         self._ready = asyncio.Event()
@@ -96,15 +175,21 @@ class MqttSession:
         """Messages received and not yet taken by ``next_batch``."""
         return len(self._buffer)
 
+    @property
+    def held(self) -> int:
+        """Messages received and not yet passed to ``ack``: at most ``receive_maximum``."""
+        return self._client.held if self._client is not None else 0
+
     async def __aenter__(self) -> Self:
         if self._state is not _State.NEW:
             raise MqttError(f"an MQTT session cannot be reopened (state {self._state.value})")
         self._loop = asyncio.get_running_loop()
-        client = BufferedClient(
+        client = _HubClient(
             CallbackAPIVersion.VERSION2,
             client_id=self._client_id,
             protocol=paho.MQTTv5,
             manual_ack=True,
+            limit=self._receive_maximum,
         )
         self._endpoint.configure(client)
         client.reconnect_delay_set(min_delay=1, max_delay=5)
@@ -181,11 +266,12 @@ class MqttSession:
         if self._state is _State.OPEN:
             log.warning("lost the broker (%s); reconnecting", reason)
 
-    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+    def _on_message(self, client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         try:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")
+        client.taken += 1  # type: ignore[attr-defined]  # a _HubClient; see its docstring
         self._buffer.append(
             Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, time.time(), self._generation)
         )
@@ -228,12 +314,16 @@ class MqttSession:
     def ack(self, messages: Sequence[Inbound]) -> int:
         """Acknowledge committed messages; returns how many acks were sent.
 
-        Acknowledgements from an earlier connection are dropped (see the module docstring).
+        Every message taken by ``next_batch`` must come back here once, whatever became of
+        it: this also releases it from the bound on what the session holds. Acknowledgements
+        from an earlier connection are dropped (see the module docstring), but the messages
+        are released all the same.
         """
         client = self._client
         if client is None or self._state is not _State.OPEN:
             return 0
         generation = self._generation
         mids = [m.mid for m in messages if m.qos == 1 and m.generation == generation]
-        client.ack_many(mids)
+        client.ack_many(mids)  # queued before the release, so a resumed reader sends them first
+        client.release(len(messages))
         return len(mids)

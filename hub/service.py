@@ -3,7 +3,7 @@
 Two tasks form the ingest pipeline, so that decoding batch N+1 overlaps committing batch
 N: ``hub.prepare`` takes batches off the session and decodes them; ``hub.commit`` writes
 them and acknowledges. A queue of two prepared batches between them is the only buffer,
-and the broker's Receive Maximum bounds what the session itself holds.
+and the session bounds everything received and not yet acknowledged (``hub.mqtt``).
 
 Shutdown is ordered and bounded: stop taking batches, commit what was prepared (for at
 most ``drain_timeout`` seconds), acknowledge it, disconnect, close the pool. Anything not

@@ -33,9 +33,9 @@ class Settings(BaseSettings):
     hub_partitions: int = Field(default=1, ge=1, le=256)
     # MQTT 5 session expiry: how long the broker keeps our queue while the hub is away.
     mqtt_session_expiry_s: PositiveInt = 7 * 24 * 3600
-    # MQTT 5 Receive Maximum: QoS 1 messages the broker may send before we acknowledge.
-    # We acknowledge only after commit, so this bounds what is in the hub's memory and
-    # keeps paho well clear of its 65,535 in-flight limit.
+    # The most messages the hub holds unacknowledged (it acknowledges only after commit): the
+    # MQTT session stops reading the socket at this many. Also sent as MQTT 5 Receive Maximum,
+    # which Mosquitto 2.0 does not keep to once acknowledgements flow (docs/architecture.md).
     mqtt_receive_maximum: int = Field(default=20_000, ge=10, le=65_000)
     mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
     # PEM file of a private CA that signed the broker's certificate, for mqtts:// URLs.
