@@ -217,32 +217,48 @@ async def login(
     per_client: int,
     window: timedelta,
     allow_demo: bool,
+    per_user_total: int | None = None,
 ) -> Session:
     """Check a password and open a session, or raise :class:`LoginFailed` /
-    :class:`LoginThrottled`. The same error for an unknown user and a wrong password."""
+    :class:`LoginThrottled`. The same error for an unknown user and a wrong password.
+
+    Failures are counted per username from one client (``per_user``), per client
+    (``per_client``) and per username from all clients together (``per_user_total``, default
+    20 × ``per_user``). So a stranger guessing at a nurse's name does not lock the nurse out
+    at the ward PC, while a spread-out guess still meets a limit. Attempts on one username
+    are serialised (an advisory lock), so parallel guesses cannot all read the old count."""
     username = username[:64]
     client = client[:100]
-    cur = await conn.execute(
-        """
-        SELECT (SELECT count(*) FROM login_failures WHERE username = %(u)s AND at > now() - %(w)s),
-               (SELECT count(*) FROM login_failures WHERE client = %(c)s AND at > now() - %(w)s)
-        """,
-        {"u": username, "c": client, "w": window},
-    )
-    by_user, by_client = (await cur.fetchone()) or (0, 0)
-    if int(by_user) >= per_user or int(by_client) >= per_client:
-        raise LoginThrottled(int(window.total_seconds()))
-    cur = await conn.execute(
-        "SELECT id, password_hash, disabled, demo FROM accounts WHERE username = %s", (username,)
-    )
-    row = await cur.fetchone()
-    ok = await _verify(row[1] if row else _DUMMY_HASH, password)
-    if row is None or not ok or row[2] or (row[3] and not allow_demo):
-        async with conn.transaction():
+    total = per_user_total if per_user_total is not None else 20 * per_user
+    async with conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('ankang.login'), hashtext(%s))", (username,)
+        )
+        cur = await conn.execute(
+            """
+            SELECT count(*) FILTER (WHERE username = %(u)s AND client = %(c)s),
+                   count(*) FILTER (WHERE client = %(c)s),
+                   count(*) FILTER (WHERE username = %(u)s)
+            FROM login_failures
+            WHERE at > now() - %(w)s AND (username = %(u)s OR client = %(c)s)
+            """,
+            {"u": username, "c": client, "w": window},
+        )
+        by_pair, by_client, by_user = (await cur.fetchone()) or (0, 0, 0)
+        if int(by_pair) >= per_user or int(by_client) >= per_client or int(by_user) >= total:
+            raise LoginThrottled(int(window.total_seconds()))
+        cur = await conn.execute(
+            "SELECT id, password_hash, disabled, demo FROM accounts WHERE username = %s", (username,)
+        )
+        row = await cur.fetchone()
+        ok = await _verify(row[1] if row else _DUMMY_HASH, password)
+        failed = row is None or not ok or bool(row[2]) or (bool(row[3]) and not allow_demo)
+        if failed:
             await conn.execute("DELETE FROM login_failures WHERE at < now() - %s", (window,))
             await conn.execute(
                 "INSERT INTO login_failures (username, client) VALUES (%s, %s)", (username, client)
             )
+    if failed or row is None:
         raise LoginFailed("wrong username or password")
     if _hasher.check_needs_rehash(row[1]):
         new_hash = await asyncio.to_thread(_hasher.hash, password)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
+from urllib.parse import urlsplit
 
 import psycopg
 from fastapi import Depends, HTTPException, Request, status
@@ -53,32 +54,39 @@ def _unauthenticated(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+def session_token(request: Request) -> str | None:
+    """The caller's session token: a bearer header, or the pages' cookie."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.cookies.get(COOKIE)
+
+
+async def lookup(request: Request, token: str) -> Principal | None:
+    """Who holds ``token`` now, on a connection borrowed only for the lookup, so that a long
+    response (the live stream) holds no connection while it runs."""
+    pool: AsyncConnectionPool[AsyncConnection[Any]] = request.app.state.pool
+    try:
+        async with pool.connection(timeout=10.0) as conn:
+            return await principal_for(conn, token, allow_demo=settings(request).demo)
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the database is unavailable") from exc
+
+
 async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller. A cookie-authenticated change must carry the session's CSRF header.
-
-    It borrows a pooled connection only for the lookup, so that a long response (the live
-    stream) holds no connection while it runs."""
-    cfg = settings(request)
-    cookie = request.cookies.get(COOKIE)
-    token = credentials.credentials if credentials is not None else cookie
+    """The caller. A cookie-authenticated change must carry the session's CSRF header."""
+    token = credentials.credentials if credentials is not None else request.cookies.get(COOKIE)
     if token is None:
         raise _unauthenticated("log in first: POST /api/v1/auth/token")
-    pool: AsyncConnectionPool[AsyncConnection[Any]] = request.app.state.pool
-    try:
-        async with pool.connection(timeout=10.0) as conn:
-            found = await principal_for(conn, token, allow_demo=cfg.demo)
-    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the database is unavailable") from exc
+    found = await lookup(request, token)
     if found is None:
         raise _unauthenticated("the session is unknown or expired; log in again")
-    if (
-        credentials is None
-        and request.method not in _SAFE_METHODS
-        and request.headers.get(CSRF_HEADER) != found.csrf
-    ):
+    cookie_change = credentials is None and request.method not in _SAFE_METHODS
+    if cookie_change and request.headers.get(CSRF_HEADER) != found.csrf:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"a change from a page needs the {CSRF_HEADER} header")
     return found
 
@@ -112,6 +120,19 @@ async def not_family(caller: Caller) -> Principal:
 
 
 Operator = Annotated[Principal, Depends(not_family)]
+
+
+def refuse_cross_site(request: Request) -> None:
+    """Logging in and out from another site's page (login CSRF) is refused. Browsers say
+    where a request comes from; clients that are not browsers send neither header."""
+    site = request.headers.get("Sec-Fetch-Site")
+    origin = request.headers.get("Origin")
+    foreign_origin = origin is not None and origin != "null" and urlsplit(origin).netloc != request.url.netloc
+    if site == "cross-site" or foreign_origin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "a login or logout from another site is refused")
+
+
+CrossSiteRefused = Depends(refuse_cross_site)
 
 
 def not_found(what: str, ident: object) -> HTTPException:

@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 
 from alerts import reports
 from api import auth
-from api.deps import COOKIE, Conn, settings
+from api.deps import COOKIE, Conn, CrossSiteRefused, settings
 from api.errors import LoginFailed, LoginThrottled
 from api.i18n import alarm_names, language_of, texts
 from api.routes.alarms import get_alarm
@@ -97,7 +97,7 @@ def _safe_next(target: str) -> str | None:
     return None
 
 
-@router.post("/login", response_class=HTMLResponse)
+@router.post("/login", response_class=HTMLResponse, dependencies=[CrossSiteRefused])
 async def login_submit(
     request: Request,
     conn: Conn,
@@ -123,7 +123,7 @@ async def login_submit(
     return redirect
 
 
-@router.post("/logout")
+@router.post("/logout", dependencies=[CrossSiteRefused])
 async def logout(request: Request, conn: Conn) -> Response:
     token = request.cookies.get(COOKIE)
     if token:

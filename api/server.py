@@ -53,6 +53,8 @@ class ApiServer:
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=5,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
         )
         self._server = _Server(config)
 

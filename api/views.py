@@ -58,8 +58,17 @@ async def fetch_alarm_views(conn: AsyncConnection[Any], ids: Sequence[int]) -> l
 
 
 def for_caller(view: dict[str, Any], principal: Principal) -> dict[str, Any]:
-    """What a caller's role may read of an alarm: regulators get the record without the
-    detection details (which can carry vital signs)."""
+    """What a caller's role may read of an alarm. Regulators get the record without who it
+    was about: no resident, bed or detection details (which can carry vital signs); the
+    subject is kept only when it is a device."""
     if principal.role == "regulator":
-        return {**view, "evidence": {}}
+        about_device = view.get("resident_id") is None
+        return {
+            **view,
+            "evidence": {},
+            "resident_id": None,
+            "resident_name": None,
+            "bed_id": None,
+            "subject": view.get("subject") if about_device else None,
+        }
     return view

@@ -4,6 +4,7 @@ and resolve, and the live stream of changes (SSE)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, Literal
@@ -16,7 +17,7 @@ from pydantic import BaseModel, Field
 
 import alerts
 from alerts import AlarmNotFound, InvalidInput, TransitionRefused
-from api.deps import Actor, Caller, Conn, RawReader, feed, not_found
+from api.deps import Actor, Caller, Conn, RawReader, feed, lookup, not_found, session_token
 from api.stream import CLOSING, RESYNC
 from api.views import ALARM_VIEW, PRIORITY_ORDER, alarm_scope, for_caller, serialize
 
@@ -27,8 +28,13 @@ State = Literal["open", "acknowledged", "resolved", "unresolved"]
 Priority = Literal["high", "medium", "low"]
 # Readings shown around a fire: a few minutes before the first detection, up to the last.
 _FIRE_BEFORE: Final = timedelta(minutes=10)
+_MAX_WINDOW: Final = timedelta(hours=2)
 _FIRE_METRICS: Final = ("temp_c", "smoke_density_pct_m", "smoke", "co_ppm", "gas_lel_pct")
 _MAX_TRACE: Final = 3000
+# How often a live stream checks that its session still holds: idle, and before it hands out
+# an alarm.
+_RECHECK_S: Final = 5.0
+_RECHECK_BEFORE_SEND_S: Final = 1.0
 
 
 class Ack(BaseModel):
@@ -132,16 +138,33 @@ async def list_alarms(
 async def stream(request: Request, caller: Caller) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events: ``alarm`` with the changed alarm (as in the list) whenever one in
     the caller's scope opens, repeats, escalates, is acknowledged or resolved; ``resync``
-    when changes may have been missed, after which a client reloads its list."""
+    when changes may have been missed, after which a client reloads its list.
+
+    The session is checked again every few seconds, and before an alarm goes out if the last
+    check is older than a second: a logout, an expiry, a disabled account or a new password
+    ends the stream, and a changed scope applies to it."""
     alarm_feed = feed(request)
+    token = session_token(request) or ""
     async with alarm_feed.subscribe(caller) as sub:
         yield ServerSentEvent(event="ready", data={"listening": alarm_feed.listening.is_set()}, retry=2000)
+        checked = time.monotonic()
         while True:
             try:
-                item = await asyncio.wait_for(sub.next(), timeout=5.0)
+                item = await asyncio.wait_for(sub.next(), timeout=_RECHECK_S)
             except TimeoutError:
+                item = None
+            # Idle, every few seconds; before handing out an alarm, if the last look is older
+            # than a second: a revoked session gets nothing new after about a second.
+            since = time.monotonic() - checked
+            if since >= _RECHECK_S or (isinstance(item, dict) and since >= _RECHECK_BEFORE_SEND_S):
                 if await request.is_disconnected():
                     return
+                current = await lookup(request, token)
+                if current is None:
+                    return
+                sub.principal = current
+                checked = time.monotonic()
+            if item is None:
                 continue
             if item == CLOSING:
                 return
@@ -149,6 +172,8 @@ async def stream(request: Request, caller: Caller) -> AsyncIterator[ServerSentEv
                 yield ServerSentEvent(event="resync", data={})
             else:
                 assert isinstance(item, dict)  # noqa: S101  (the feed queues views or RESYNC)
+                if not sub.principal.sees_alarm(item["facility_id"], item["resident_id"]):
+                    continue  # queued before the caller's scope shrank
                 yield ServerSentEvent(event="alarm", data=item, id=f"{item['id']}:{item['updated_at']}")
 
 
@@ -226,16 +251,19 @@ async def deliveries(alarm_id: AlarmId, conn: Conn, caller: Caller) -> list[Deli
     rows = await alerts.delivery_status(conn, alarm_id)
     if caller.role == "family":
         rows = [r for r in rows if r.role == "family"]
+    # Only those who act see whom a message went to and how a channel failed (an error can
+    # echo a webhook's address, and with it its key).
+    private = not caller.acts
     return [
         Delivery(
-            contact=r.contact,
+            contact="" if private else r.contact,
             role=r.role,
             channel=r.channel,
             kind=r.kind,
             step=r.step,
             status=r.status,
             attempts=r.attempts,
-            last_error=r.last_error,
+            last_error=None if private else r.last_error,
             created_at=r.created_at,
             sent_at=r.sent_at,
         )
@@ -247,11 +275,14 @@ def _window(alarm: dict[str, Any]) -> tuple[datetime, datetime]:
     window = (alarm.get("evidence") or {}).get("window")
     if isinstance(window, list) and len(window) == 2:
         try:
-            return datetime.fromisoformat(window[0]), datetime.fromisoformat(window[1])
+            start, end = datetime.fromisoformat(window[0]), datetime.fromisoformat(window[1])
+            return start, min(end, start + _MAX_WINDOW)
         except (TypeError, ValueError):
             pass
     opened: datetime = alarm["opened_at"]
-    return opened - timedelta(seconds=30), max(opened, alarm["last_seen_at"]) + timedelta(seconds=30)
+    # an alarm that repeated for days shows its first hours, not days of readings
+    end = min(max(opened, alarm["last_seen_at"]), opened + _MAX_WINDOW)
+    return opened - timedelta(seconds=30), end + timedelta(seconds=30)
 
 
 @router.get(

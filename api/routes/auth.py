@@ -10,7 +10,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
 from api import auth
-from api.deps import COOKIE, Caller, Conn, settings
+from api.deps import COOKIE, Caller, Conn, CrossSiteRefused, settings
 from api.errors import LoginFailed, LoginThrottled
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -38,6 +38,7 @@ def client_of(request: Request) -> str:
 
 @router.post(
     "/token",
+    dependencies=[CrossSiteRefused],
     responses={401: {"description": "Wrong username or password"}, 429: {"description": "Too many failures"}},
 )
 async def token(
@@ -70,6 +71,7 @@ async def login_with(request: Request, conn: Conn, username: str, password: str)
         per_client=cfg.login_failures_per_client,
         window=timedelta(seconds=cfg.login_window_s),
         allow_demo=cfg.demo,
+        per_user_total=cfg.login_failures_per_username,
     )
 
 
@@ -79,7 +81,7 @@ def set_session_cookie(response: Response, session: auth.Session, *, secure: boo
     )
 
 
-@router.delete("/token", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/token", status_code=status.HTTP_204_NO_CONTENT, dependencies=[CrossSiteRefused])
 async def logout(request: Request, response: Response, conn: Conn, caller: Caller) -> None:
     """End this session (the bearer token, or the pages' cookie)."""
     header = request.headers.get("Authorization", "")

@@ -7,6 +7,7 @@ import hashlib
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,10 +49,42 @@ def test_failed_logins_are_rate_limited_per_username(api: ApiProcess) -> None:
         for i in range(6)
     ]
     assert codes == [401] * 5 + [429]
-    # even the right password is refused until the window passes
+    # even the right password is refused from there until the window passes ...
     right = httpx.post(f"{api.url}/api/v1/auth/token", data={"username": "victim", "password": PASSWORD})
     assert right.status_code == 429
     assert int(right.headers["Retry-After"]) > 0
+    # ... but the stranger cannot lock the account out everywhere: from another client (as
+    # a proxy on this host reports it) the right password still works
+    elsewhere = httpx.post(
+        f"{api.url}/api/v1/auth/token",
+        data={"username": "victim", "password": PASSWORD},
+        headers={"X-Forwarded-For": "10.0.0.7"},
+    )
+    assert elsewhere.status_code == 200
+
+
+def test_parallel_guesses_cannot_outrun_the_limit(api: ApiProcess) -> None:
+    def guess(i: int) -> int:
+        return httpx.post(
+            f"{api.url}/api/v1/auth/token",
+            data={"username": "ghost-parallel", "password": f"guess-{i}"},
+            headers={"X-Forwarded-For": "10.0.0.99"},
+            timeout=60,
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        codes = list(pool.map(guess, range(24)))
+    assert codes.count(401) == 5, codes
+    assert codes.count(429) == 19, codes
+
+
+def test_login_from_another_sites_page_is_refused(api: ApiProcess) -> None:
+    form = {"username": "staff-a", "password": PASSWORD}
+    for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        assert httpx.post(f"{api.url}/api/v1/auth/token", data=form, headers=headers).status_code == 403
+        assert httpx.post(f"{api.url}/login", data=form, headers=headers).status_code == 403
+    same = httpx.post(f"{api.url}/api/v1/auth/token", data=form, headers={"Origin": api.url})
+    assert same.status_code == 200
 
 
 def test_no_token_an_unknown_one_and_an_expired_one_are_401(api: ApiProcess, api_db: str) -> None:
@@ -140,6 +173,12 @@ def test_a_regulator_reads_records_but_no_raw_vitals(clients: dict[str, httpx.Cl
     listed = {a["id"]: a for a in reg.get("/api/v1/alarms").json()}
     assert vitals in listed
     assert listed[vitals]["evidence"] == {}  # detection details can carry vital signs
+    # nor who the alarm was about
+    assert listed[vitals]["resident_id"] is None
+    assert listed[vitals]["resident_name"] is None
+    assert listed[vitals]["subject"] is None
+    assert listed[vitals]["bed_id"] is None
+    assert "王一" not in reg.get(f"/api/v1/alarms/{vitals}").text
     assert reg.get(f"/api/v1/alarms/{vitals}/evidence").status_code == 403
     since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     assert reg.get("/api/v1/devices/bed-a1/readings", params={"since": since}).status_code == 403
@@ -476,4 +515,19 @@ def test_open_streams_hold_no_database_connection(api: ApiProcess, clients: dict
         assert time.monotonic() - started < 5
     finally:
         for reader in readers:
+            reader.close()
+
+
+def test_a_stream_ends_when_its_session_does(api: ApiProcess, api_db: str) -> None:
+    with login(api, "family-a1") as family:
+        reader = StreamReader(api, family)
+        try:
+            assert reader.ready.wait(10)
+            assert family.delete("/api/v1/auth/token").status_code == 204
+            time.sleep(1.5)  # a stream looks at its session again at most a second before it sends
+            alarm = raise_alarm(api_db, "sos", facility="fa", room="101", resident="RA1", device="bed-a1")
+            reader._thread.join(20)
+            assert not reader._thread.is_alive(), "the stream outlived its session"
+            assert alarm not in reader.alarm_ids()
+        finally:
             reader.close()
