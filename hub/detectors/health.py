@@ -230,34 +230,15 @@ class DeviceHealth:
         if state is None:
             return []
         out: list[Detection] = []
-        battery = metrics.get("battery_pct")
-        if battery is not None and math.isfinite(battery):
-            if not state.battery_low and battery < BATTERY_LOW_PCT:
-                state.battery_low = True
-                self._dirty.add(device_id)
-                out.append(
-                    Detection(
-                        "low_battery",
-                        "warning",
-                        t,
-                        device_id,
-                        device_id=device_id,
-                        detail={"battery_pct": battery},
-                    )
-                )
-            elif state.battery_low and battery >= BATTERY_OK_PCT:
-                state.battery_low = False
-                self._dirty.add(device_id)
-                out.append(
-                    Detection(
-                        "low_battery",
-                        "clear",
-                        t,
-                        device_id,
-                        device_id=device_id,
-                        detail={"battery_pct": battery},
-                    )
-                )
+        low, fresh, detail = _battery(metrics)
+        if not state.battery_low and low:
+            state.battery_low = True
+            self._dirty.add(device_id)
+            out.append(Detection("low_battery", "warning", t, device_id, device_id=device_id, detail=detail))
+        elif state.battery_low and fresh:
+            state.battery_low = False
+            self._dirty.add(device_id)
+            out.append(Detection("low_battery", "clear", t, device_id, device_id=device_id, detail=detail))
         for metric, (seconds, readings) in STUCK_RULES.items():
             value = metrics.get(metric)
             # 0 bpm from an empty bed is "no reading", not a frozen one
@@ -350,3 +331,24 @@ class DeviceHealth:
         if with_seen:
             self._seen.clear()
         return rows
+
+
+def _battery(metrics: Mapping[str, float]) -> tuple[bool, bool, dict[str, float]]:
+    """(low, fresh, detail) from ``battery_pct`` with its 20/30 % hysteresis, and from a
+    device's own low-battery flag ``battery_low`` (0/1; Zigbee devices, for one, send only
+    that). The flag raises the warning; it clears it only when no percentage came with it,
+    so that the percentage's hysteresis is not cut short."""
+    detail: dict[str, float] = {}
+    low = fresh = False
+    battery = metrics.get("battery_pct")
+    if battery is not None and math.isfinite(battery):
+        detail["battery_pct"] = battery
+        low, fresh = battery < BATTERY_LOW_PCT, battery >= BATTERY_OK_PCT
+    flag = metrics.get("battery_low")
+    if flag is not None and math.isfinite(flag):
+        detail["battery_low"] = flag
+        if flag >= 0.5:
+            low, fresh = True, False
+        elif "battery_pct" not in detail:
+            fresh = True
+    return low, fresh, detail

@@ -163,6 +163,22 @@ def test_zigbee_smoke_and_lorawan_uplinks_end_to_end(broker, database, hub_facto
         )
         assert rows(database, "SELECT event FROM events WHERE device_id = 'smoke-201'") == [("smoke_alarm",)]
         assert hub.metric("ankang_seq_gaps_total") == 0
+
+        # the detector's own low-battery flag (its percentage still reads high) is a low-battery warning
+        pub.publish(
+            "zigbee2mqtt/kitchen_smoke",
+            recorded("zigbee2mqtt/smoke_alarm.json", last_seen=iso(time.time()), battery_low=True),
+        )
+        pub.wait_all()
+        wait_until(
+            lambda: scalar(
+                database,
+                "SELECT count(*) FROM detections WHERE kind = 'low_battery' AND level = 'warning'"
+                " AND device_id = 'smoke-201'",
+            ),
+            15,
+            "a low-battery warning from the Zigbee flag",
+        )
     finally:
         pub.close()
 

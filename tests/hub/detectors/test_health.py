@@ -92,6 +92,20 @@ def test_battery_warning_with_hysteresis() -> None:
     assert kinds(h.metrics("d1", T0 + 4, {"battery_pct": 95})) == [("low_battery", "clear")]
 
 
+def test_a_devices_own_low_battery_flag_warns_and_clears() -> None:
+    h = DeviceHealth()
+    h.heard("z1", 60, T0)
+    assert h.metrics("z1", T0, {"battery_low": 0}) == []
+    assert kinds(h.metrics("z1", T0 + 1, {"battery_low": 1})) == [("low_battery", "warning")]
+    assert h.metrics("z1", T0 + 2, {"battery_low": 1}) == []
+    assert kinds(h.metrics("z1", T0 + 3, {"battery_low": 0})) == [("low_battery", "clear")]
+    # with a percentage alongside, the flag raises but the percentage's hysteresis decides the clear
+    h.heard("z2", 60, T0)
+    assert kinds(h.metrics("z2", T0, {"battery_pct": 60, "battery_low": 1})) == [("low_battery", "warning")]
+    assert h.metrics("z2", T0 + 1, {"battery_pct": 25, "battery_low": 0}) == []
+    assert kinds(h.metrics("z2", T0 + 2, {"battery_pct": 35, "battery_low": 0})) == [("low_battery", "clear")]
+
+
 def test_tamper_and_fault_report_changes_only() -> None:
     h = DeviceHealth()
     h.heard("d1", 60, T0)
