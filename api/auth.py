@@ -25,11 +25,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from psycopg import AsyncConnection
 
+from alerts.templates import LANGUAGES
 from api.errors import AccountError, LoginFailed, LoginThrottled, WeakPassword
 
 Role = Literal["admin", "staff", "family", "regulator"]
 ROLES: Final[tuple[str, ...]] = get_args(Role)
-LANGUAGES: Final = ("zh", "en")
 PASSWORD_MIN: Final = 10
 PASSWORD_MAX: Final = 256
 # Passwords that are refused outright: the demo's and the usual first guesses.

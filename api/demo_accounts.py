@@ -20,25 +20,18 @@ class DemoLogin:
     password: str
     role: str
     page: str  # where this role lands
-    sees: str
+    facilities: tuple[str, ...] = ()
+    residents: tuple[str, ...] = ()
+    districts: tuple[str, ...] = ()
 
 
 DEMO_LOGINS: Final = (
-    DemoLogin("admin", "ankang-admin", "admin", "/console", "everything"),
-    DemoLogin(
-        "nurse", "ankang-nurse", "staff", "/console", "the care home and the family beds it supervises"
-    ),
-    DemoLogin("family", "ankang-family", "family", "/family", "王秀英 (R001) only"),
-    DemoLogin("family-zhang", "ankang-family", "family", "/family", "张桂兰 (R101), a family care bed"),
-    DemoLogin("regulator", "ankang-regulator", "regulator", "/regulator", "district 市南区, read-only"),
+    DemoLogin("admin", "ankang-admin", "admin", "/console"),
+    DemoLogin("nurse", "ankang-nurse", "staff", "/console", facilities=("qd-shinan-01",)),
+    DemoLogin("family", "ankang-family", "family", "/family", residents=("R001",)),  # 王秀英
+    DemoLogin("family-zhang", "ankang-family", "family", "/family", residents=("R101",)),  # a family care bed
+    DemoLogin("regulator", "ankang-regulator", "regulator", "/regulator", districts=("市南区",)),
 )
-
-_LINKS: Final[dict[str, dict[str, tuple[str, ...]]]] = {
-    "nurse": {"facilities": ("qd-shinan-01",)},
-    "family": {"residents": ("R001",)},
-    "family-zhang": {"residents": ("R101",)},
-    "regulator": {"districts": ("市南区",)},
-}
 
 
 async def demo_logins(settings: ApiSettings) -> list[Login]:
@@ -56,7 +49,6 @@ async def ensure_demo_accounts(conn: AsyncConnection[Any]) -> tuple[DemoLogin, .
         if login.username in present:
             continue
         try:
-            links = _LINKS.get(login.username, {})
             await create_account(
                 conn,
                 login.username,
@@ -64,9 +56,9 @@ async def ensure_demo_accounts(conn: AsyncConnection[Any]) -> tuple[DemoLogin, .
                 login.role,
                 display_name=login.username,
                 demo=True,
-                facilities=links.get("facilities", ()),
-                residents=links.get("residents", ()),
-                districts=links.get("districts", ()),
+                facilities=login.facilities,
+                residents=login.residents,
+                districts=login.districts,
             )
         except AccountError:
             # created meanwhile by a second demo on the same database

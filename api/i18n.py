@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-LANGUAGES: Final = ("zh", "en")
+from alerts.templates import LANGUAGES
 
 _TEXT: Final[dict[str, tuple[str, str]]] = {
     # (zh, en)

@@ -6,6 +6,7 @@ the JSON API, with the session cookie; changes go through the JSON API with the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,6 +50,18 @@ async def _caller(request: Request, conn: Conn) -> auth.Principal | None:
     if not token:
         return None
     return await auth.principal_for(conn, token, allow_demo=settings(request).demo)
+
+
+async def _gate(
+    request: Request, conn: Conn, admits: Callable[[auth.Principal], bool]
+) -> auth.Principal | Response:
+    """The page's caller, or where to send them instead: the login, or their own page."""
+    caller = await _caller(request, conn)
+    if caller is None:
+        return _to_login(request)
+    if not admits(caller):
+        return RedirectResponse(HOME[caller.role], status_code=303)
+    return caller
 
 
 def _to_login(request: Request) -> RedirectResponse:
@@ -135,11 +148,9 @@ async def logout(request: Request, conn: Conn) -> Response:
 
 @router.get("/console", response_class=HTMLResponse)
 async def console(request: Request, conn: Conn, lang: Lang = None) -> Response:
-    caller = await _caller(request, conn)
-    if caller is None:
-        return _to_login(request)
-    if not caller.acts:
-        return RedirectResponse(HOME[caller.role], status_code=303)
+    caller = await _gate(request, conn, lambda c: c.acts)
+    if isinstance(caller, Response):
+        return caller
     facilities = []
     for facility_id in sorted(caller.facilities):
         try:
@@ -151,11 +162,9 @@ async def console(request: Request, conn: Conn, lang: Lang = None) -> Response:
 
 @router.get("/console/alarms/{alarm_id}", response_class=HTMLResponse)
 async def alarm_page(request: Request, conn: Conn, alarm_id: int, lang: Lang = None) -> Response:
-    caller = await _caller(request, conn)
-    if caller is None:
-        return _to_login(request)
-    if not caller.sees_raw_data:
-        return RedirectResponse(HOME[caller.role], status_code=303)
+    caller = await _gate(request, conn, lambda c: c.sees_raw_data)
+    if isinstance(caller, Response):
+        return caller
     try:
         alarm = await get_alarm(alarm_id, conn, caller)
     except HTTPException:
@@ -165,11 +174,9 @@ async def alarm_page(request: Request, conn: Conn, alarm_id: int, lang: Lang = N
 
 @router.get("/family", response_class=HTMLResponse)
 async def family(request: Request, conn: Conn, lang: Lang = None) -> Response:
-    caller = await _caller(request, conn)
-    if caller is None:
-        return _to_login(request)
-    if caller.role == "regulator":
-        return RedirectResponse(HOME[caller.role], status_code=303)
+    caller = await _gate(request, conn, lambda c: c.role != "regulator")
+    if isinstance(caller, Response):
+        return caller
     ids = sorted(caller.residents) if caller.residents is not None else []
     residents = [await get_resident(rid, conn, caller) for rid in ids]
     return _render(request, "family.html", caller, lang, residents=residents)
@@ -177,11 +184,9 @@ async def family(request: Request, conn: Conn, lang: Lang = None) -> Response:
 
 @router.get("/regulator", response_class=HTMLResponse)
 async def regulator(request: Request, conn: Conn, lang: Lang = None) -> Response:
-    caller = await _caller(request, conn)
-    if caller is None:
-        return _to_login(request)
-    if caller.role == "family":
-        return RedirectResponse(HOME[caller.role], status_code=303)
+    caller = await _gate(request, conn, lambda c: c.role != "family")
+    if isinstance(caller, Response):
+        return caller
     districts = await reports.district_summaries(conn, sorted(caller.facilities), days=30)
     return _render(request, "regulator.html", caller, lang, districts=districts, bars=_bars)
 

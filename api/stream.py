@@ -71,7 +71,6 @@ class AlarmFeed:
         self._subs: set[Subscription] = set()
         self.listening = asyncio.Event()
         self.closing = False
-        self.delivered = 0
 
     @contextlib.asynccontextmanager
     async def subscribe(self, principal: Principal) -> AsyncIterator[Subscription]:
@@ -89,10 +88,6 @@ class AlarmFeed:
         self.closing = True
         for sub in list(self._subs):
             sub.offer(CLOSING)
-
-    @property
-    def subscribers(self) -> int:
-        return len(self._subs)
 
     async def run(self, stop: asyncio.Event) -> None:
         """LISTEN until ``stop``; reconnect with backoff, and resync everyone after a gap."""
@@ -145,7 +140,6 @@ class AlarmFeed:
             for sub in list(self._subs):
                 if sub.principal.sees_alarm(view["facility_id"], view["resident_id"]):
                     sub.offer(for_caller(view, sub.principal))
-                    self.delivered += 1
 
     def _broadcast_resync(self) -> None:
         for sub in list(self._subs):

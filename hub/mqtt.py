@@ -81,7 +81,7 @@ class _HubClient(BufferedClient):
     def _paused(self) -> bool:
         # Never before CONNACK: the packets that follow a reconnect must be read, and the
         # generation must change before anything is acknowledged on the new connection.
-        return self.taken - self.released >= self._limit and self.is_connected()
+        return self.held >= self._limit and self.is_connected()
 
     def release(self, count: int) -> None:
         """The hub is done with ``count`` messages (asyncio side); wake a paused reader."""

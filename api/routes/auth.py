@@ -10,7 +10,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
 from api import auth
-from api.deps import COOKIE, Caller, Conn, CrossSiteRefused, settings
+from api.deps import COOKIE, Caller, Conn, CrossSiteRefused, session_token, settings
 from api.errors import LoginFailed, LoginThrottled
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -84,9 +84,7 @@ def set_session_cookie(response: Response, session: auth.Session, *, secure: boo
 @router.delete("/token", status_code=status.HTTP_204_NO_CONTENT, dependencies=[CrossSiteRefused])
 async def logout(request: Request, response: Response, conn: Conn, caller: Caller) -> None:
     """End this session (the bearer token, or the pages' cookie)."""
-    header = request.headers.get("Authorization", "")
-    value = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
-    await auth.logout(conn, value or request.cookies.get(COOKIE, ""))
+    await auth.logout(conn, session_token(request) or "")
     response.delete_cookie(COOKIE)
 
 
