@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from itertools import chain
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -54,12 +55,21 @@ EVENTS: Final = (
 
 STATES: Final = ("online", "offline")
 
+# Topics under the prefix that are not device input: ankang/v1/alerts/... and ankang/v1/ha/...
+# are the alert service's (alerts/publish.py, alerts/hadiscovery.py), and
+# ankang/v1/{id}/command goes to a device. No device may be called "alerts" or "ha".
+COMMAND_CHANNEL: Final = "command"
+RESERVED_DEVICE_IDS: Final = frozenset({"alerts", "ha"})
+
 # Larger payloads are refused before parsing. One second of 200 Hz acceleration plus gyro
 # is about 12 KiB of JSON, so this leaves ample room while bounding memory per message.
 MAX_PAYLOAD_BYTES: Final = 256 * 1024
 MAX_SAMPLES: Final = 4000
 MAX_DETAIL_BYTES: Final = 4096
+MAX_DETAIL_DEPTH: Final = 8  # detail is a small annotation, not a document
 MAX_METRICS: Final = 64
+# How much of a device's text a reason may echo.
+_ECHO_CHARS: Final = 40
 
 _DEVICE_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _METRIC_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -158,6 +168,19 @@ class Status(Message):
         return "status"
 
 
+class QuarantineKind(StrEnum):
+    """What kind of rule a quarantined message broke (``quarantine.kind``, and the
+    ``kind`` label of ``ankang_quarantine``)."""
+
+    JSON = "json"  # not JSON at all
+    TOPIC = "topic"  # a topic outside the contract or an adapter's topics
+    CONTRACT = "contract"  # JSON that breaks the contract
+    UNKNOWN_DEVICE = "unknown_device"  # a well-formed message from a device nobody registered
+    SEQUENCE = "sequence"  # a duplicate or out-of-order sequence number
+    STORAGE = "storage"  # refused by the database although it passed validation
+    DETECTION = "detection"  # a detection the database refused (its topic is ``detection/{kind}``)
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """Input that failed the contract; it is quarantined with ``reason``."""
@@ -166,6 +189,75 @@ class Rejected:
     payload: bytes
     reason: str
     device_id: str | None = None
+    kind: QuarantineKind | None = None  # None: told from the reason (see __post_init__)
+
+    def __post_init__(self) -> None:
+        # A reason may quote the device's own text; it goes to logs and to a text column,
+        # so it is made printable here, whoever built it.
+        object.__setattr__(self, "reason", printable(self.reason, 500))
+        if self.kind is None:
+            kind = QuarantineKind.CONTRACT
+            if self.reason.startswith("malformed JSON"):
+                kind = QuarantineKind.JSON
+            elif self.reason.startswith("topic"):
+                kind = QuarantineKind.TOPIC
+            elif self.reason.startswith("unknown device"):
+                kind = QuarantineKind.UNKNOWN_DEVICE  # an adapter's: no device has that address
+            object.__setattr__(self, "kind", kind)
+
+
+def printable(text: object, limit: int = _ECHO_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, with every control character, lone surrogate
+    and other unprintable code point written as an escape (``\\x00``, ``\\ud800``).
+
+    Use it for anything a device wrote that a reason, a log line or a column repeats:
+    PostgreSQL refuses NUL in text, and a surrogate cannot even be encoded as UTF-8.
+    """
+    s = str(text)[:limit]
+    if s.isascii() and s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
+def text_problem(value: object, *, depth: int = 0, where: str = "") -> str | None:
+    """Why a decoded JSON value cannot be stored as is, or None.
+
+    Keys and strings must not hold NUL (PostgreSQL's text and jsonb refuse it) or lone
+    surrogates (no UTF-8 encoding exists for them; JSON decoders usually refuse them
+    first), and containers nest at most ``MAX_DETAIL_DEPTH`` deep.
+    """
+    if isinstance(value, str):
+        return _bad_text(value, where)
+    if isinstance(value, dict):
+        if depth >= MAX_DETAIL_DEPTH:
+            return f"{where or 'value'} nests deeper than {MAX_DETAIL_DEPTH} levels"
+        for key, item in value.items():
+            inner = f"{where}.{printable(key)}" if where else printable(key)
+            problem = _bad_text(str(key), f"key {inner}") or text_problem(item, depth=depth + 1, where=inner)
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        if depth >= MAX_DETAIL_DEPTH:
+            return f"{where or 'value'} nests deeper than {MAX_DETAIL_DEPTH} levels"
+        for i, item in enumerate(value):
+            problem = text_problem(item, depth=depth + 1, where=f"{where}[{i}]")
+            if problem:
+                return problem
+    return None
+
+
+def _bad_text(s: str, where: str) -> str | None:
+    if s.isascii():
+        if "\x00" in s:
+            return f"{where or 'text'} contains a NUL character"
+        return None
+    if "\x00" in s:
+        return f"{where or 'text'} contains a NUL character"
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{where or 'text'} contains a lone surrogate"
+    return None
 
 
 class _Invalid(Exception):
@@ -177,13 +269,26 @@ def is_valid_device_id(device_id: str) -> bool:
 
 
 def device_id_from_topic(topic: str) -> str | None:
-    """The device id of a contract topic, or None if the topic is outside the contract."""
+    """The device id a topic under the prefix names, or None if it names none.
+
+    ``ankang/v1/{id}/telemetry/extra`` names device ``id``: a device may publish anything
+    under its own id, and what it sends outside the channels is quarantined as its own.
+    """
     if not topic.startswith(TOPIC_PREFIX):
         return None
+    device_id = topic[len(TOPIC_PREFIX) :].split("/", 1)[0]
+    return device_id if is_valid_device_id(device_id) else None
+
+
+def is_device_input(topic: str) -> bool:
+    """False for the topics under the prefix that devices do not publish to the hub: the
+    alert service's own and the command topics (see ``RESERVED_DEVICE_IDS``)."""
+    if not topic.startswith(TOPIC_PREFIX):
+        return True
     parts = topic[len(TOPIC_PREFIX) :].split("/")
-    if len(parts) != 2 or parts[1] not in CHANNELS or not is_valid_device_id(parts[0]):
-        return None
-    return parts[0]
+    if parts[0] in RESERVED_DEVICE_IDS:
+        return False
+    return not (len(parts) == 2 and parts[1] == COMMAND_CHANNEL)
 
 
 def decode(topic: str, payload: bytes, *, now: datetime | None = None) -> Message | Rejected:
@@ -198,15 +303,17 @@ def decode(topic: str, payload: bytes, *, now: datetime | None = None) -> Messag
 
 def _decode(topic: str, payload: bytes, now: datetime) -> Message:
     if not topic.startswith(TOPIC_PREFIX):
-        raise _Invalid(f"topic outside the v1 contract: {topic[:200]!r}")
+        raise _Invalid(f"topic outside the v1 contract: {printable(topic, 200)!r}")
     parts = topic[len(TOPIC_PREFIX) :].split("/")
     if len(parts) != 2:
-        raise _Invalid("topic must be ankang/v1/{device_id}/{channel}")
+        raise _Invalid(f"topic {printable(topic, 200)!r} is not ankang/v1/{{device_id}}/{{channel}}")
     device_id, channel = parts
     if not is_valid_device_id(device_id):
         raise _Invalid("device id must match [A-Za-z0-9_-]{1,64}")
     if channel not in CHANNELS:
-        raise _Invalid(f"unknown channel {channel[:40]!r}; expected telemetry, event or status")
+        raise _Invalid(
+            f"topic names an unknown channel {printable(channel)!r}; expected telemetry, event or status"
+        )
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise _Invalid(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
     try:
@@ -260,7 +367,7 @@ def _timestamp(raw: object, now: datetime) -> datetime:
 def _check_keys(obj: dict[str, Any], allowed: frozenset[str]) -> None:
     extra = obj.keys() - allowed
     if extra:
-        raise _Invalid(f"unknown field(s): {', '.join(sorted(str(k)[:40] for k in extra)[:5])}")
+        raise _Invalid(f"unknown field(s): {', '.join(sorted(printable(k) for k in extra)[:5])}")
 
 
 _TELEMETRY_KEYS: Final = frozenset({"ts", "seq", "metrics", "rate_hz", "acc_g", "gyro_dps"})
@@ -306,7 +413,7 @@ def _metrics(raw: object) -> Mapping[str, float]:
     out: dict[str, float] = {}
     for name, value in raw.items():
         if not _METRIC_RE.fullmatch(name):
-            raise _Invalid(f"metric name {str(name)[:40]!r} must match [a-z][a-z0-9_]*")
+            raise _Invalid(f"metric name {printable(name)!r} must match [a-z][a-z0-9_]*")
         if type(value) is bool:
             number = 1.0 if value else 0.0
         elif type(value) in (int, float):
@@ -358,6 +465,9 @@ def _event(device_id: str, ts: datetime, seq: int, obj: dict[str, Any]) -> Event
             raise _Invalid("detail must be an object")
         if len(orjson.dumps(detail)) > MAX_DETAIL_BYTES:
             raise _Invalid(f"detail larger than {MAX_DETAIL_BYTES} bytes")
+        problem = text_problem(detail, where="detail")
+        if problem:
+            raise _Invalid(problem)
         detail = MappingProxyType(detail)
     return Event(device_id, ts, seq, name, detail)
 

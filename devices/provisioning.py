@@ -55,7 +55,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from psycopg import AsyncConnection
 
-from devices.contract import TOPIC_PREFIX, is_valid_device_id
+from devices.contract import COMMAND_CHANNEL, RESERVED_DEVICE_IDS, TOPIC_PREFIX, is_valid_device_id
 from devices.errors import DeviceError
 from devices.mqtt import MqttEndpoint
 from devices.registry import DeviceSpec, Registry
@@ -66,10 +66,8 @@ SERVICE_ROLES: Final[tuple[ServiceRole, ...]] = get_args(ServiceRole)
 Access = Literal["read", "write", "deny"]
 ACL = tuple[tuple[Access, str], ...]
 
-COMMAND_CHANNEL: Final = "command"
-# ankang/v1/alerts/... and ankang/v1/ha/... are the alert service's topics (alerts/publish.py,
-# alerts/hadiscovery.py): no device may be called "alerts" or "ha", or it could publish alarms.
-RESERVED_DEVICE_IDS: Final = frozenset({"alerts", "ha"})
+# RESERVED_DEVICE_IDS (devices.contract): ankang/v1/alerts/... and ankang/v1/ha/... are the
+# alert service's topics, so no device may be called "alerts" or "ha", or it could publish alarms.
 
 
 class ProvisioningError(DeviceError):

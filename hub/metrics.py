@@ -32,6 +32,12 @@ class HubMetrics:
         self.quarantine = Counter(
             "ankang_quarantine", "Messages quarantined, by kind of reason", ["kind"], registry=r
         )
+        self.dead_letters = Counter(
+            "ankang_dead_letters",
+            "Messages acknowledged into dead_letters after failing every try, by stage",
+            ["stage"],
+            registry=r,
+        )
         self.samples = Counter("ankang_ingest_samples", "Waveform samples stored", registry=r)
         self.gaps = Counter(
             "ankang_seq_gaps", "Sequence numbers skipped by devices (lost upstream)", registry=r
@@ -69,8 +75,6 @@ class HubMetrics:
         self.db_up.set(1)
 
     def record(self, prepared: Prepared, result: WriteResult) -> None:
-        from hub.ingest import quarantine_kind
-
         now = time.time()
         self.messages.labels("stored").inc(result.stored)
         self.messages.labels("redelivered").inc(result.redelivered + prepared.redelivered)
@@ -78,8 +82,10 @@ class HubMetrics:
         self.messages.labels("foreign").inc(prepared.foreign)
         self.gaps.inc(prepared.gaps)
         self.batch_size.observe(len(prepared.inbound))
-        for _raw, reason, _dev in prepared.quarantined:
-            self.quarantine.labels(quarantine_kind(reason)).inc()
+        for q in prepared.quarantined:
+            self.quarantine.labels(q.kind.value).inc()
+        for d in prepared.dead:
+            self.dead_letters.labels(d.stage).inc()
         samples = 0
         for raw, msg in prepared.accepted:
             self.lag.observe(max(0.0, now - raw.received_at))

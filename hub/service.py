@@ -24,20 +24,23 @@ import psycopg
 from devices.adapters import Adapter, Adapters, ChirpStack, Zigbee2Mqtt
 from hub.detectors.health import HealthRow
 from hub.errors import ConfigError
-from hub.ingest import Ingestor, Prepared, add_findings, partition_of
+from hub.ingest import MAX_ATTEMPTS, DeadLetter, Ingestor, Prepared, add_findings, partition_of
 from hub.jobs import Scheduler
 from hub.metrics import HubMetrics, OpsServer
 from hub.mqtt import MqttSession
 from hub.registry import RegistryCache
 from hub.settings import Settings
-from hub.storage import Database, StorageUnavailable, StoreBatch, migrate
+from hub.storage import Database, StorageUnavailable, StoreBatch, WriteResult, migrate
 
 if TYPE_CHECKING:  # imported when the hub starts: the models take a moment to load
     from hub.detectors.engine import DetectionEngine
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTIONS = ("ankang/v1/+/+",)
+# Everything under the prefix, so that what a device sends outside its channels
+# (ankang/v1/{id}/telemetry/extra) is quarantined rather than unheard; the alert service's
+# own topics and the command topics are acknowledged untouched (devices.contract).
+SUBSCRIPTIONS = ("ankang/v1/#",)
 
 
 def _adapters(s: Settings, registry: RegistryCache) -> Adapters:
@@ -233,9 +236,15 @@ class Hub:
                 except StorageUnavailable as exc:
                     log.warning("cannot store %d detections yet: %s", len(pending.detections), exc)
                 except psycopg.Error:
-                    # Refused, not unreachable: retrying the same rows would block every later one.
-                    log.exception("database refused %d detections; they are dropped", len(pending.detections))
-                    pending = StoreBatch()
+                    # Refused, not unreachable: retrying the same rows would block every later
+                    # one. Row by row instead; a refused detection is quarantined alone.
+                    log.exception("database refused %d detections; isolating", len(pending.detections))
+                    assert self._ingestor is not None  # noqa: S101
+                    try:
+                        await self._ingestor.write_findings_isolated(pending)
+                        pending = StoreBatch()
+                    except StorageUnavailable as exc:
+                        log.warning("cannot store %d detections yet: %s", len(pending.detections), exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), s.detect_tick_s)
 
@@ -267,10 +276,18 @@ class Hub:
                 continue
             self._preparing = True
             try:
-                prepared = await self._ingestor.prepare(batch)
+                try:
+                    prepared = [await self._ingestor.prepare(batch)]
+                except Exception:
+                    # Not an outage (prepare waits those out): something in the batch breaks
+                    # the hub's own code. Handle it message by message, so that the others
+                    # go on and the culprit ends in dead_letters (docs/architecture.md).
+                    log.exception("preparing a batch of %d failed; isolating it", len(batch))
+                    prepared = await self._ingestor.prepare_isolated(batch)
             finally:
                 self._preparing = False
-            await self._queue.put(prepared)
+            for p in prepared:
+                await self._queue.put(p)
 
     async def _commit_loop(self, mqtt: MqttSession, done: asyncio.Event) -> None:
         assert self._ingestor is not None  # noqa: S101
@@ -289,13 +306,31 @@ class Hub:
             try:
                 if prepared is None:
                     return
-                result = await self._ingestor.commit(prepared, done)
+                result = await self._commit(prepared, done)
                 if result is not None:
                     started = time.perf_counter()
                     mqtt.ack(prepared.inbound)
                     self.metrics.stage_seconds.labels("ack").inc(time.perf_counter() - started)
             finally:
                 self._queue.task_done()
+
+    async def _commit(self, prepared: Prepared, done: asyncio.Event) -> WriteResult | None:
+        """Commit one batch. ``Ingestor.commit`` isolates whatever the database refuses; if
+        it raises all the same (a fault of the hub's own), the batch is tried again, and
+        after ``MAX_ATTEMPTS`` its messages are acknowledged into dead_letters rather than
+        stopping the hub or coming back forever."""
+        assert self._ingestor is not None  # noqa: S101
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return await self._ingestor.commit(prepared, done)
+            except Exception:
+                log.exception("committing a batch failed (try %d of %d)", attempt, MAX_ATTEMPTS)
+        letters = Prepared(prepared.inbound, [], [], {}, 0, 0, 0)
+        letters.dead = [
+            DeadLetter(raw, "commit", MAX_ATTEMPTS, "the hub failed to commit it", None)
+            for raw in prepared.inbound
+        ]
+        return await self._ingestor.commit(letters, done)
 
     async def _gauges(self, mqtt: MqttSession, done: asyncio.Event) -> None:
         while not done.is_set():

@@ -19,6 +19,7 @@ All SQL of the ingest path lives here. A batch is written in one transaction:
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import operator
 from collections.abc import Callable, Iterable, Sequence
@@ -26,13 +27,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import psycopg
 from psycopg import AsyncConnection, errors, sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from devices.contract import is_valid_device_id, printable
 from hub.errors import MigrationError, StorageError
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,8 @@ class StoreBatch:
     waveforms: list[tuple[str, datetime, int, float, int, bytes, bytes | None]] = field(default_factory=list)
     events: list[tuple[str, datetime, int, str, Jsonb | None]] = field(default_factory=list)
     statuses: list[tuple[str, datetime, int, str, str | None, int | None]] = field(default_factory=list)
-    quarantine: list[tuple[datetime, str, str | None, str, bytes]] = field(default_factory=list)
+    quarantine: list[QuarantineRow] = field(default_factory=list)
+    dead_letters: list[DeadLetterRow] = field(default_factory=list)
     detections: list[DetectionRow] = field(default_factory=list)
     health: list[HealthRecord] = field(default_factory=list)
     gaps: list[tuple[str, datetime, float, int]] = field(default_factory=list)
@@ -66,6 +69,59 @@ DetectionRow = tuple[
 ]  # fmt: skip
 # device, online, since, last_seen, battery_low, tamper, fault, fault_since, stuck
 HealthRecord = tuple[str, bool, datetime, datetime | None, bool, bool, bool, datetime | None, bool]
+# received_at, topic, device, reason, payload excerpt, kind, payload size, payload SHA-256
+QuarantineRow = tuple[datetime, str, str | None, str, bytes, str, int, bytes]
+# received_at, topic, device, stage, attempts, reason, payload excerpt, payload size, SHA-256
+DeadLetterRow = tuple[datetime, str, str | None, str, int, str, bytes, int, bytes]
+
+# Quarantine and dead letters keep this much of a payload, with the size and hash of the whole:
+# enough to see what a device sent, not a store for whatever it sends.
+PAYLOAD_EXCERPT_BYTES: Final = 4096
+
+
+def _excerpt(payload: bytes) -> tuple[bytes, int, bytes]:
+    return payload[:PAYLOAD_EXCERPT_BYTES], len(payload), hashlib.sha256(payload).digest()
+
+
+def quarantine_row(
+    received_at: datetime, topic: str, device_id: str | None, reason: str, payload: bytes, kind: str
+) -> QuarantineRow:
+    """A quarantine record that the database can always take: printable text, valid ids,
+    and a bounded excerpt of the payload."""
+    excerpt, size, digest = _excerpt(payload)
+    return (
+        received_at,
+        printable(topic, 300),
+        device_id if device_id is not None and is_valid_device_id(device_id) else None,
+        printable(reason, 500),
+        excerpt,
+        kind,
+        size,
+        digest,
+    )
+
+
+def dead_letter_row(
+    received_at: datetime,
+    topic: str,
+    device_id: str | None,
+    stage: str,
+    attempts: int,
+    reason: str,
+    payload: bytes,
+) -> DeadLetterRow:
+    excerpt, size, digest = _excerpt(payload)
+    return (
+        received_at,
+        printable(topic, 300),
+        device_id if device_id is not None and is_valid_device_id(device_id) else None,
+        stage,
+        attempts,
+        printable(reason, 500),
+        excerpt,
+        size,
+        digest,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +179,12 @@ _TABLES: dict[str, _Table] = {
     ),
 }
 _QUARANTINE = _Table(
-    "received_at, topic, device_id, reason, payload", ("timestamptz", "text", "text", "text", "bytea")
+    "received_at, topic, device_id, reason, payload, kind, payload_size, payload_sha256",
+    ("timestamptz", "text", "text", "text", "bytea", "text", "int4", "bytea"),
+)
+_DEAD_LETTERS = _Table(
+    "received_at, topic, device_id, stage, attempts, reason, payload, payload_size, payload_sha256",
+    ("timestamptz", "text", "text", "text", "int4", "text", "bytea", "int4", "bytea"),
 )
 
 
@@ -286,6 +347,8 @@ async def _write(conn: AsyncConnection[Any], batch: StoreBatch) -> WriteResult:
             stored = await _write_staged(conn, batch)
         if batch.quarantine:
             await _copy(conn, "quarantine", _QUARANTINE.columns, _QUARANTINE.types, batch.quarantine)
+        if batch.dead_letters:
+            await _copy(conn, "dead_letters", _DEAD_LETTERS.columns, _DEAD_LETTERS.types, batch.dead_letters)
         if batch.findings:
             await _write_findings(conn, batch)
     return WriteResult(

@@ -168,7 +168,8 @@ def test_old_timestamps_are_rejected():
 
 def test_device_id_from_topic():
     assert device_id_from_topic("ankang/v1/bed-12/status") == "bed-12"
-    assert device_id_from_topic("ankang/v1/bed-12/other") is None
+    assert device_id_from_topic("ankang/v1/bed-12/other") == "bed-12"  # its own, quarantined as its own
+    assert device_id_from_topic("ankang/v1/bed 12/status") is None
     assert device_id_from_topic("other/v1/bed-12/status") is None
 
 
