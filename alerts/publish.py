@@ -65,7 +65,8 @@ class AlarmPublisher:
     async def __aenter__(self) -> Self:
         if self._client is not None or self._closed:
             raise AlertsError("an AlarmPublisher is used once; make a new one")
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=paho.MQTTv5)
+        client_id = self._endpoint.client_id(self._client_id)
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
         self._endpoint.configure(client)
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.on_connect = self._on_connect

@@ -48,6 +48,15 @@ class MqttEndpoint:
         """The address without credentials, fit to print."""
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
+    def client_id(self, anonymous: str) -> str:
+        """The MQTT client id to connect with: the account's own name when there is one.
+
+        A broker secured as docs/deployment.md describes ties each account to its name as
+        client id (dynsec refuses any other; a password-file broker substitutes it), so that
+        nobody can take over another's session; ``anonymous`` is used without an account.
+        """
+        return self.username if self.username is not None else anonymous
+
     def configure(self, client: paho.Client) -> None:
         """Give a paho client this endpoint's credentials, and TLS for ``mqtts://``."""
         if self.username is not None:

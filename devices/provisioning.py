@@ -423,10 +423,13 @@ class Dynsec:
             return
         acls = dynsec_acls(change.username, change.role, bridges)
         create_role = {"command": "createRole", "rolename": rolename, "acls": acls}
+        # The account may connect only with its own name as client id: otherwise a device
+        # could take over the hub's session, or another device's (the broker refuses it).
         create_client = {
             "command": "createClient",
             "username": change.username,
             "password": change.secret,
+            "clientid": change.username,
             "roles": [{"rolename": rolename}],
         }
         answers = self.control(
@@ -446,6 +449,7 @@ class Dynsec:
                         "password": change.secret,
                         "roles": [{"rolename": rolename}],
                     },
+                    {"command": "setClientId", "username": change.username, "clientid": change.username},
                     {"command": "enableClient", "username": change.username},
                 ]
             )
@@ -472,12 +476,26 @@ class Dynsec:
             self.control(commands)
 
     def _sync(self, accounts: Sequence[Account], revoked: Sequence[str], bridges: BridgeTopics) -> list[str]:
-        listed = self.control([{"command": "listClients", "verbose": False, "count": -1, "offset": 0}])
-        present = set(listed[0].get("data", {}).get("clients", []))
+        listed = self.control([{"command": "listClients", "verbose": True, "count": -1, "offset": 0}])
+        clients = {
+            c["username"]: c.get("clientid")
+            for c in listed[0].get("data", {}).get("clients", [])
+            if "username" in c
+        }
+        present = set(clients)
         for username in sorted(present & set(revoked)):
             self.control([{"command": "deleteClient", "username": username}], ok={"Client not found"})
         for role in sorted({a.role for a in accounts if a.role != "device" and a.username in present}):
             self._set_role_acls(dynsec_role("", role), dynsec_acls("", role, bridges))
+        # Accounts made before client ids were tied to them get theirs now (which ends their
+        # connection: dynsec disconnects a client whose settings change).
+        pinned = [
+            {"command": "setClientId", "username": a.username, "clientid": a.username}
+            for a in accounts
+            if a.username in present and clients[a.username] != a.username
+        ]
+        for start in range(0, len(pinned), 100):
+            self.control(pinned[start : start + 100])
         # dynsec keeps only its own hash of the secret: an account it lost cannot be rebuilt
         return [
             f"{a.username}: recorded as active but unknown to the broker; rotate its secret"

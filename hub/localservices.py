@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from devices.contract import MAX_PAYLOAD_BYTES
 from hub.errors import ServiceError
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -83,6 +84,9 @@ class MosquittoServer:
     # that restarts under load would lose the rest. Size it for minutes of full-rate traffic.
     max_queued_messages: int = 2_000_000
     extra_config: str = ""
+    # A site with a Zigbee2MQTT bridge needs room for its bridge/devices inventory
+    # (docs/deployment.md).
+    max_packet_size: int = MAX_PAYLOAD_BYTES + 4096
     auth: Literal["none", "passwd", "dynsec"] = "none"
     admin_username: str = "ankang-admin"  # dynsec's admin; its secret is kept in ``directory``
     tls_port: int | None = None
@@ -180,7 +184,14 @@ class MosquittoServer:
             f"certfile {self.tls_cert}",
             f"keyfile {self.tls_key}",
             "tls_version tlsv1.2",
+            *self._listener_auth(),
         ]
+
+    def _listener_auth(self) -> list[str]:
+        """Per listener (Mosquitto 2 applies it to the listener above it): with password
+        files, an account's client id is its name, so that no device can take over the hub's
+        session or another device's. dynsec pins the client id per account instead."""
+        return ["use_username_as_clientid true"] if self.auth == "passwd" else []
 
     def write_config(self) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -197,9 +208,10 @@ class MosquittoServer:
                     f"max_queued_messages {self.max_queued_messages}",
                     "max_queued_bytes 0",
                     "max_inflight_messages 0",
-                    # Devices' payloads are small; a larger packet is refused at the broker.
-                    "message_size_limit 0",
-                    "max_packet_size 1048576",
+                    # The contract's largest message (devices.MAX_PAYLOAD_BYTES) with room for
+                    # its topic and properties; a client that sends a larger packet is
+                    # disconnected (Mosquitto 2 prefers this to message_size_limit).
+                    f"max_packet_size {self.max_packet_size}",
                     "persistent_client_expiration 7d",
                     f"log_dest file {self.directory}/mosquitto.log",
                     "log_type error",
@@ -209,6 +221,7 @@ class MosquittoServer:
                     # global, for every listener (per_listener_settings is false)
                     *self._auth_config(),
                     f"listener {self.port} 127.0.0.1",
+                    *self._listener_auth(),
                     *self._tls_listener(),
                     self.extra_config,
                     "",

@@ -67,10 +67,12 @@ class Hub:
         self._preparing = False
 
     def client_id(self) -> str:
+        """The hub's persistent session. With an account, its name (the broker ties the
+        two; each partition worker then needs an account of its own, docs/deployment.md)."""
         s = self._settings
         if s.hub_partitions == 1:
-            return s.hub_client_id
-        return f"{s.hub_client_id}-{s.hub_partition}of{s.hub_partitions}"
+            return s.mqtt.client_id(s.hub_client_id)
+        return s.mqtt.client_id(f"{s.hub_client_id}-{s.hub_partition}of{s.hub_partitions}")
 
     def health(self) -> dict[str, Any]:
         mqtt_ok = self._mqtt is not None and self._mqtt.connected

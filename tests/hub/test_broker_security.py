@@ -152,8 +152,17 @@ class Device:
     It does not reconnect on its own: a test decides when to try again.
     """
 
-    def __init__(self, server: MosquittoServer, pki: Pki, username: str | None, secret: str | None) -> None:
-        self.client_id = username or "anonymous"
+    def __init__(
+        self,
+        server: MosquittoServer,
+        pki: Pki,
+        username: str | None,
+        secret: str | None,
+        client_id: str | None = None,
+        clean_start: bool = False,
+    ) -> None:
+        self.client_id = client_id or username or "anonymous"
+        self.clean_start = clean_start
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv5)
         MqttEndpoint.from_url(server.tls_url, ca_file=str(pki.ca)).configure(self.client)
         if username is not None:
@@ -192,7 +201,7 @@ class Device:
     def connect(self) -> int:
         """Connect and return the CONNACK reason code (0 when accepted)."""
         assert self.port is not None
-        self.client.connect("127.0.0.1", self.port, keepalive=30)
+        self.client.connect("127.0.0.1", self.port, keepalive=30, clean_start=self.clean_start)
         self.client.loop_start()
         assert self._connacked.wait(10), "no CONNACK"
         assert self.connack is not None
@@ -653,3 +662,42 @@ def test_bridge_topics_may_not_overlap_anyone_elses():
     ]:
         with pytest.raises(ProvisioningError):
             BridgeTopics(base, chirpstack)
+
+
+def test_client_ids_belong_to_accounts(secure_broker, pki, database, devices, hub):
+    """A device with its own valid secret cannot connect as the hub, with a resumed or a
+    clean session, nor as another device: dynsec refuses the connect, and a password-file
+    broker gives it its own name as client id. Either way the hub keeps its session and
+    subscription, nothing published meanwhile is lost, and the other device stays on."""
+    creds = {d: provision(database, secure_broker, d) for d in ("smoke-a", "smoke-b")}
+    b = devices(secure_broker, pki, "smoke-b", creds["smoke-b"].secret)
+    assert b.connect() == SUCCESS
+    t = now_ms() - 60_000
+    for seq in range(1, 101):
+        assert b.publish("ankang/v1/smoke-b/telemetry", telemetry(seq, t + seq * 100, temp_c=21.0)) == SUCCESS
+    wait_until(lambda: scalar(database, "SELECT count(*) FROM messages") == 100, 30, "the first 100")
+
+    intruders = [
+        devices(secure_broker, pki, "smoke-a", creds["smoke-a"].secret, "ankang-hub", False),
+        devices(secure_broker, pki, "smoke-a", creds["smoke-a"].secret, "ankang-hub", True),
+        devices(secure_broker, pki, "smoke-a", creds["smoke-a"].secret, "smoke-b", True),
+    ]
+    for intruder in intruders:
+        code = intruder.connect()
+        if secure_broker.auth == "dynsec":
+            assert code == NOT_AUTHORIZED
+        else:
+            assert code == SUCCESS  # as "smoke-a": the broker put its account name in
+            assert intruder.subscribe("ankang/v1/+/telemetry") == 1  # granted, but read is checked
+        for seq in range(1, 101):  # sent while the intruder tries its luck
+            n = 100 * (intruders.index(intruder) + 1) + seq
+            assert b.publish("ankang/v1/smoke-b/telemetry", telemetry(n, t + n * 100, temp_c=21.0)) == SUCCESS
+    wait_until(
+        lambda: scalar(database, "SELECT count(*) FROM messages") == 400,
+        30,
+        f"all 400 readings (hub log: {hub.log()[-1500:]})",
+    )
+    assert b.connected  # not evicted by a client that asked for its id
+    assert all(i.received == [] for i in intruders)  # nobody else's telemetry
+    assert hub.alive() and hub.health()["mqtt"]
+    assert "lost the broker" not in hub.log()  # the hub was never thrown off
