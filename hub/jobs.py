@@ -151,7 +151,7 @@ async def run_retention(
                 row = await cur.fetchone()
                 removed[table] = int(row[0]) if row else 0
             else:
-                time_col = "received_at" if table == "quarantine" else "ts"
+                time_col = "received_at" if table in ("quarantine", "dead_letters") else "ts"
                 cur = await conn.execute(
                     sql.SQL("DELETE FROM {} WHERE {} < %s").format(
                         sql.Identifier(table), sql.Identifier(time_col)

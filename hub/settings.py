@@ -127,4 +127,5 @@ class Settings(BaseSettings):
             "statuses": timedelta(days=self.retention_events_days),
             "messages": timedelta(days=self.retention_messages_days),
             "quarantine": timedelta(days=self.retention_quarantine_days),
+            "dead_letters": timedelta(days=self.retention_quarantine_days),
         }
