@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import select
 import threading
 import time
 from collections import deque
@@ -39,7 +38,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from devices.mqtt import BufferedClient, MqttEndpoint
+from devices.mqtt import MqttEndpoint, PausableClient
 from hub.errors import MqttError
 
 log = logging.getLogger(__name__)
@@ -57,8 +56,8 @@ class Inbound:
     generation: int
 
 
-class _HubClient(BufferedClient):
-    """``BufferedClient`` that stops reading while the hub holds ``limit`` messages.
+class _HubClient(PausableClient):
+    """A client that stops reading while the hub holds ``limit`` messages.
 
     A message is held from the moment paho hands it to ``on_message`` (``taken``, counted
     by the network thread) until the hub releases it after its commit (``released``,
@@ -78,7 +77,7 @@ class _HubClient(BufferedClient):
     def held(self) -> int:
         return self.taken - self.released
 
-    def _paused(self) -> bool:
+    def paused(self) -> bool:
         # Never before CONNACK: the packets that follow a reconnect must be read, and the
         # generation must change before anything is acknowledged on the new connection.
         return self.held >= self._limit and self.is_connected()
@@ -86,47 +85,7 @@ class _HubClient(BufferedClient):
     def release(self, count: int) -> None:
         """The hub is done with ``count`` messages (asyncio side); wake a paused reader."""
         self.released += count
-        wake = self._sockpairW
-        if wake is not None:
-            with contextlib.suppress(BlockingIOError, OSError):
-                wake.send(b"\0")
-
-    def _packet_read(self) -> MQTTErrorCode:
-        if self._paused():
-            return MQTTErrorCode.MQTT_ERR_AGAIN  # loop_read stops as if the socket were empty
-        return super()._packet_read()
-
-    def _loop(self, timeout: float = 1.0) -> MQTTErrorCode:
-        """One turn of paho's network loop (``loop_forever`` calls this)."""
-        if not self._paused():
-            if self._rsock is self._sock and self._rpos < len(self._rbuf):
-                # Packets read before a pause and not handled yet: select() cannot see them.
-                rc = self.loop_read()
-                if rc or self._sock is None:
-                    return rc
-            return super()._loop(timeout)
-        sock, wake = self._sock, self._sockpairR
-        if sock is None or wake is None:
-            return super()._loop(timeout)
-        # The silence is ours, not the broker's: its PINGRESP waits unread behind the
-        # messages we are not reading, so paho must not count the pause against the broker
-        # (it would drop the connection after two keepalive periods). The broker still
-        # hears from us: PUBACKs go out, and loop_misc sends PINGREQ when they do not.
-        with self._msgtime_mutex:
-            self._last_bytes_received = time.monotonic()  # paho's time_func
-        self._ping_t = 0
-        try:
-            readable, writable, _ = select.select([wake], [sock] if self.want_write() else [], [], timeout)
-        except (TypeError, ValueError, OSError):
-            return super()._loop(0.0)  # paho handles a socket closed under it
-        if readable:
-            with contextlib.suppress(BlockingIOError):
-                wake.recv(10000)
-        if readable or writable:
-            rc = self.loop_write()
-            if rc or self._sock is None:
-                return rc
-        return self.loop_misc()
+        self.wake_reader()
 
 
 class _State(Enum):
