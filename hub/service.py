@@ -178,15 +178,15 @@ class Hub:
         rows = await db.health_rows([d.id for d in owned])
         health = [
             HealthRow(
-                r[0],
-                r[1],
-                r[2].timestamp(),
-                r[3].timestamp() if r[3] else None,
-                r[4],
-                r[5],
-                r[6],
-                r[7].timestamp() if r[7] else None,
-                r[8],
+                r.device_id,
+                r.online,
+                r.since.timestamp(),
+                r.last_seen.timestamp() if r.last_seen else None,
+                r.battery_low,
+                r.tamper,
+                r.fault,
+                r.fault_since.timestamp() if r.fault_since else None,
+                r.stuck,
             )
             for r in rows
         ]

@@ -31,6 +31,7 @@ from typing import Any, Final, Self
 
 import psycopg
 from psycopg import AsyncConnection, errors, sql
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -69,6 +70,21 @@ DetectionRow = tuple[
 ]  # fmt: skip
 # device, online, since, last_seen, battery_low, tamper, fault, fault_since, stuck
 HealthRecord = tuple[str, bool, datetime, datetime | None, bool, bool, bool, datetime | None, bool]
+@dataclass(frozen=True, slots=True)
+class StoredHealth:
+    """A ``device_health`` row: what the hub resumes a device's health from."""
+
+    device_id: str
+    online: bool
+    since: datetime
+    last_seen: datetime | None
+    battery_low: bool
+    tamper: bool
+    fault: bool
+    fault_since: datetime | None
+    stuck: bool
+
+
 # received_at, topic, device, reason, payload excerpt, kind, payload size, payload SHA-256
 QuarantineRow = tuple[datetime, str, str | None, str, bytes, str, int, bytes]
 # received_at, topic, device, stage, attempts, reason, payload excerpt, payload size, SHA-256
@@ -281,9 +297,10 @@ class Database:
         except TimeoutError as exc:
             raise StorageUnavailable(f"no database connection: {exc}") from exc
 
-    async def health_rows(self, device_ids: Sequence[str]) -> list[tuple[Any, ...]]:
+    async def health_rows(self, device_ids: Sequence[str]) -> list[StoredHealth]:
         async with self.connection() as conn:
-            cur = await conn.execute(
+            cur = conn.cursor(row_factory=class_row(StoredHealth))
+            await cur.execute(
                 """
                 SELECT device_id, online, since, last_seen, battery_low, tamper, fault, fault_since, stuck
                 FROM device_health WHERE device_id = ANY(%s)
