@@ -4,7 +4,7 @@ It is the benchmark's yardstick for the hub, on the same machine and in the same
 paho subscriber with the same persistent QoS 1 session and acknowledgement after commit,
 that parses only what the tables need (``ts``, ``seq`` and the samples) and COPYs batches
 into ``messages``, ``waveforms`` and ``readings``, with no validation, quarantine, deduplication or
-detection. Run it as ``python -m hub.barepipe MQTT_URL DATABASE_URL CLIENT_ID``.
+detection. Run it as ``python -m lab.barepipe MQTT_URL DATABASE_URL CLIENT_ID``.
 """
 
 from __future__ import annotations

@@ -54,7 +54,8 @@ from paho.mqtt.properties import Properties
 
 from devices import Registry
 from devices.mqtt import MqttEndpoint
-from hub import MosquittoServer, PostgresServer, free_port, migrate
+from hub import migrate
+from lab.localservices import MosquittoServer, PostgresServer, free_port
 from simulators.load import LoadConfig, run_load
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -185,9 +186,9 @@ class Consumer:
         if self.kind == "hub-nodetect":
             env["ANKANG_DETECTION"] = "false"
         if self.kind.startswith("hub"):
-            args = [sys.executable, "-m", "api.cli", "hub", "--no-migrate"]
+            args = [sys.executable, "-m", "ankang.cli", "hub", "--no-migrate"]
         else:
-            args = [sys.executable, "-m", "hub.barepipe", self._mqtt_url, self._database_url, self.client_id]
+            args = [sys.executable, "-m", "lab.barepipe", self._mqtt_url, self._database_url, self.client_id]
         with self._log.open("ab") as log:
             self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
         deadline = time.monotonic() + 30

@@ -40,10 +40,11 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from api.bench import Consumer
 from devices import CareProfile, Registry
 from devices.mqtt import MqttEndpoint
-from hub import MosquittoServer, PostgresServer, migrate
+from hub import migrate
+from lab.bench import Consumer
+from lab.localservices import MosquittoServer, PostgresServer
 from simulators.engine import run_scenario
 from simulators.fleet import build_fleet
 from simulators.scenario import load_scenario, with_prefix

@@ -7,10 +7,10 @@ The demo starts, in this order, and stops in the reverse order:
    TimescaleDB), both on 127.0.0.1. Their state lives in a per-user directory, so a second
    ``ankang demo`` reuses the database. With ``ANKANG_MQTT_URL`` or ``ANKANG_DATABASE_URL``
    set, that broker or database is used instead (Mosquitto and TimescaleDB in production).
-2. **Registry.** Migrations, then the facilities and devices of ``demo_facility.yaml``.
+2. **Registry.** Migrations, then the facilities and devices of ``facility.yaml``.
 3. **Components**, each ``async def run(stop)``: the hub, the alert service, the HTTP API
-   (when given) and the simulated devices of ``demo_facility.yaml``, which play
-   ``demo_scenario.yaml`` (a fall, a fire, a bed exit and an SOS in the first two minutes)
+   (when given) and the simulated devices of ``facility.yaml``, which play
+   ``scenario.yaml`` (a fall, a fire, a bed exit and an SOS in the first two minutes)
    and then keep reporting normally until the demo stops.
 
 Shutdown is ordered and bounded: devices first (a clean disconnect, so no last wills), then
@@ -67,17 +67,17 @@ from zoneinfo import ZoneInfo
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ankang.paths import state_dir
 from api.errors import ApiError
 from api.settings import ApiSettings
-from hub.localservices import pid_alive
 
 if TYPE_CHECKING:
     from simulators.scenario import Scenario
 
 log = logging.getLogger(__name__)
 
-FACILITY_FILE: Final = Path(__file__).with_name("demo_facility.yaml")
-SCENARIO_FILE: Final = Path(__file__).with_name("demo_scenario.yaml")
+FACILITY_FILE: Final = Path(__file__).with_name("facility.yaml")
+SCENARIO_FILE: Final = Path(__file__).with_name("scenario.yaml")
 
 # rumqttd keeps each subscription's queue as a log of segments in memory; this bounds it to
 # 64 MiB, about an hour of the demo's traffic for a hub that is away.
@@ -114,14 +114,18 @@ class DemoSettings(BaseSettings):
     hub_ready_timeout_s: float = Field(default=120.0, gt=0)
 
     def state_dir(self) -> Path:
-        if self.dir is not None:
-            return self.dir
-        xdg = os.environ.get("XDG_STATE_HOME")
-        if xdg:
-            return Path(xdg) / "ankang" / "demo"
-        if os.geteuid() == 0:
-            return Path("/var/lib/ankang/demo")
-        return Path.home() / ".local" / "state" / "ankang" / "demo"
+        return self.dir if self.dir is not None else state_dir("demo")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (possibly owned by another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # -- components -------------------------------------------------------------------------

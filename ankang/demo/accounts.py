@@ -8,8 +8,8 @@ from typing import Any, Final
 
 from psycopg import AsyncConnection
 
+from ankang.demo import Login
 from api.auth import create_account
-from api.demo import Login
 from api.errors import AccountError
 from api.settings import ApiSettings
 

@@ -20,7 +20,7 @@ import httpx
 import psycopg
 import pytest
 
-from api.demo import Component, DemoNight, run_components
+from ankang.demo import Component, DemoNight, run_components
 from devices import CareProfile
 from hub.detectors.bed import BedDetector
 
@@ -145,7 +145,7 @@ def test_demo_raises_fall_fire_and_bed_exit_alarms_and_stops_on_ctrl_c(tmp_path:
     (tmp_path / "home").mkdir()
     stderr = (tmp_path / "demo.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "demo"],
+        [sys.executable, "-m", "ankang.cli", "demo"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -6,7 +6,7 @@ stage breakdown), not of the timings: those are figures for docs/benchmarks.md.
 
 from __future__ import annotations
 
-from api.alertbench import AlertBench, AlertBenchConfig, plot_alerts
+from lab.alertbench import AlertBench, AlertBenchConfig, plot_alerts
 
 
 def test_every_injected_alarm_is_seen_on_the_stream(broker, database, tmp_path):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from api.bench import BenchConfig, IngestBench
-from api.plots import plot_ingest
+from lab.bench import BenchConfig, IngestBench
+from lab.plots import plot_ingest
 
 
 def test_bench_reports_known_loss_and_no_duplicates(broker, own_pg, tmp_path):
@@ -48,7 +48,7 @@ def test_bench_reports_known_loss_and_no_duplicates(broker, own_pg, tmp_path):
 
 
 def test_detector_bench_reports_each_kind_and_finds_the_injected_falls():
-    from api.detectbench import run_detector_bench
+    from lab.detectbench import run_detector_bench
 
     summary = run_detector_bench(devices=10, seconds=40)
     kinds = summary["kinds"]

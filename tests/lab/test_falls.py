@@ -9,22 +9,20 @@ import pickle
 import numpy as np
 import pytest
 
-from api.falls import (
+from hub.detectors.fall import FEATURES, FallDetector, load_model
+from lab.falls.dataset import (
     HAPT_ACTIVITIES,
-    THRESHOLDS,
     DatasetError,
     Recipe,
     _HaptUnpickler,
     as_device,
-    build_training_set,
     fall_clip,
     hapt_fold,
     load_hapt,
-    train,
-    wilson,
-    write_report,
 )
-from hub.detectors.fall import FEATURES, FallDetector, load_model
+from lab.falls.evaluation import wilson
+from lab.falls.report import write_report
+from lab.falls.training import THRESHOLDS, build_training_set, train
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.fire_eval import (
+from lab.fire_eval import (
     EPOCH0,
     PREROLL_S,
     CfastCase,

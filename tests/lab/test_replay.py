@@ -9,8 +9,8 @@ import orjson
 import psycopg
 import pytest
 
-from api.replay import ReplayError, read_csv, replay_device, replay_file, replay_files
 from hub.detectors.fall import load_model
+from lab.replay import ReplayError, read_csv, replay_device, replay_file, replay_files
 from simulators.signals import WearableModel
 from tests.conftest import run_cli
 

@@ -6,9 +6,9 @@ import asyncio
 
 import psycopg
 
-from api.scenario_eval import Seen, score, stored_detections
 from devices import Registry
 from devices.mqtt import MqttEndpoint
+from lab.scenario_eval import Seen, score, stored_detections
 from simulators.engine import run_scenario
 from simulators.fleet import FleetSpec, build_fleet
 from simulators.scenario import Incident, Scenario
