@@ -118,7 +118,7 @@ def report_markdown(summary: dict[str, Any], command: str, plot: str | None) -> 
         "80-90° but not whether it ended lying or upright: a fast lie-down, or a hurried rise from "
         "lying with a dip and a stamp, can look like a fall. The fall figures are in-simulation: the "
         "simulator's falls follow the published phases, and real falls are known to be harder "
-        "(DOMAIN.md: 13 published algorithms averaged 57 % sensitivity on real-world falls). HAPT "
+        "(docs/standards.md: 13 published algorithms averaged 57 % sensitivity on real-world falls). HAPT "
         "false alarms cover a waist phone in a lab protocol, not the wrist or chest, "
         "nor a whole day of an older person.",
     ]
