@@ -176,7 +176,8 @@ def report(evaluation: Evaluation, summary: Mapping[str, Any], image: str, comma
         "",
         "### Fire evaluation",
         "",
-        f"Produced by `{command}`; rerun it to refresh this section and the chart.",
+        f"Produced by `{command}`; `scripts/refresh-docs fire` reruns it to refresh this section and the "
+        "chart.",
         "",
         "Each run feeds `RoomFireDetector` with what a ceiling smoke detector would report: a sample every "
         f"{PERIOD_S:g} s with sensor noise (σ {NOISE['temp_c']:g} °C, {NOISE['smoke_density_pct_m']:g} %/m, "
