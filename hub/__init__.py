@@ -2,7 +2,6 @@
 
 from hub.errors import ConfigError, HubError, MigrationError, MqttError, ServiceError, StorageError
 from hub.ingest import Ingestor, classify, partition_of
-from hub.localservices import MosquittoServer, PostgresServer, free_port
 from hub.service import Hub
 from hub.settings import Settings
 from hub.storage import Database, migrate
@@ -14,14 +13,11 @@ __all__ = [
     "HubError",
     "Ingestor",
     "MigrationError",
-    "MosquittoServer",
     "MqttError",
-    "PostgresServer",
     "ServiceError",
     "Settings",
     "StorageError",
     "classify",
-    "free_port",
     "migrate",
     "partition_of",
 ]

@@ -4,7 +4,7 @@ Wearables
     3-axis acceleration in g as the sensor measures it (specific force: gravity minus body
     acceleration, so a body at rest reads 1 g and a body in free fall reads 0 g). Daily
     living is a sequence of activities; falls follow the phases described in the fall
-    literature (see ../shared/DOMAIN.md): a free-fall dip well under 1 g for 0.1-0.5 s, an
+    literature (see docs/standards.md): a free-fall dip well under 1 g for 0.1-0.5 s, an
     impact peak of 2-6 g with ringing, the gravity vector turning 60-90 degrees, then lying
     still. Placement (waist, chest, wrist) changes amplitudes and orientation.
 

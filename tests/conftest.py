@@ -24,7 +24,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from hub import MosquittoServer, PostgresServer, free_port, migrate
+from hub import migrate
+from lab.localservices import MosquittoServer, PostgresServer, free_port
 from tests.support import HubProcess
 
 _TMP_ROOT = Path(os.environ.get("ANKANG_TEST_TMP", tempfile.gettempdir()))
@@ -109,7 +110,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
+        [sys.executable, "-m", "ankang.cli", *args],
         capture_output=True,
         text=True,
         env=full_env,

@@ -148,7 +148,7 @@ class HubProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        args = [sys.executable, "-m", "api.cli", "hub"]
+        args = [sys.executable, "-m", "ankang.cli", "hub"]
         if self.partition:
             args += ["--partition", self.partition]
         with self.log_path.open("ab") as log:

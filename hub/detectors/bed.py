@@ -7,7 +7,7 @@ to say. Night hours, the return time and vital ranges come from the resident's c
 profile (``devices.CareProfile``), in the facility's time zone.
 
 Vitals are judged on a sustained window, not on one sample: ballistocardiographic heart
-rate is within about 2 bpm RMSE of ECG on average (DOMAIN.md) but single readings jump when
+rate is within about 2 bpm RMSE of ECG on average (docs/standards.md) but single readings jump when
 the sleeper moves. A vital sign alarms when at least 80 % of the readings over the last
 two minutes are out of range.
 """

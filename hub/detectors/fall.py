@@ -5,7 +5,7 @@ rate, puts them on one 50 Hz grid and keeps the last 12 s. A *candidate* is any 
 where the acceleration magnitude leaves the band around 1 g that daily life keeps to: an
 impact-sized peak or a free-fall dip. That test is one ``max``/``min`` over the new samples,
 so a block without a candidate costs little. Three seconds after a candidate's impact the
-detector measures the phases of a fall around it (see DOMAIN.md: free fall well under 1 g,
+detector measures the phases of a fall around it (see docs/standards.md: free fall well under 1 g,
 an impact peak, the gravity vector turning, lying still), and a scikit-learn classifier
 decides.
 
@@ -49,7 +49,7 @@ RATE_HZ: Final = 50.0  # the internal grid; UCI HAPT and many wearables sample a
 _DT: Final = 1.0 / RATE_HZ
 G_MS2: Final = 9.80665
 
-# Accepted input. Devices send 20-200 Hz (DOMAIN.md); slower streams cannot show an impact.
+# Accepted input. Devices send 20-200 Hz (docs/standards.md); slower streams cannot show an impact.
 MIN_RATE_HZ: Final = 10.0
 MAX_RATE_HZ: Final = 1000.0
 MAX_ACC_G: Final = 64.0  # the v1 contract's bound: MEMS parts saturate at 16 g or below
@@ -61,13 +61,13 @@ CLOCK_JUMP_S: Final = 60.0  # a block this much older than the newest is a clock
 KEEP_S: Final = 9.0
 BUFFER_S: Final = 12.0
 
-# Candidates. DOMAIN.md: impact peaks are usually 2-6 g and free fall reads well under 1 g.
+# Candidates. docs/standards.md: impact peaks are usually 2-6 g and free fall reads well under 1 g.
 # The peak threshold sits below 2 g because a 20 Hz device often samples beside the top of a
 # 60-120 ms impact pulse, and a free-fall dip alone also opens a candidate for the same reason.
 TRIGGER_HIGH_G: Final = 1.6
 TRIGGER_LOW_G: Final = 0.5
 CLUSTER_S: Final = 1.2  # the impact is the highest peak within this long after the trigger
-# Windows around the impact (seconds). Free fall lasts 0.1-0.5 s (DOMAIN.md), a slow collapse
+# Windows around the impact (seconds). Free fall lasts 0.1-0.5 s (docs/standards.md), a slow collapse
 # up to about 1.2 s, so the posture "before" ends 1.5 s ahead of the impact.
 PRE_WINDOW: Final = (-3.5, -1.5)
 FALL_WINDOW: Final = (-1.5, 0.0)
@@ -80,7 +80,7 @@ SUPPRESS_S: Final = 10.0
 
 # Screens applied before the classifier. The first two reject signals no body produces; the
 # third spares the classifier the steps of walking and running, which neither turn the trunk
-# nor end still (DOMAIN.md: the gravity vector turns 60-90 degrees, then the person lies still).
+# nor end still (docs/standards.md: the gravity vector turns 60-90 degrees, then the person lies still).
 PLAUSIBLE_POST_G: Final = (0.7, 1.3)  # a body at rest reads 1 g
 MAX_IMPACT_S: Final = 0.3  # an impact pulse lasts 60-120 ms; a long plateau is saturation
 SCREEN_POSTURE_DEG: Final = 30.0

@@ -6,11 +6,11 @@ within ``heartbeat_s × 1.5`` (the grace covers one late heartbeat), or at once 
 will arrives. Deadlines sit in a heap with one entry per device, so a tick costs
 O(log n) per due device and a message costs O(1): the hub ticks twice a second, and an
 offline detection lands within a second of the deadline rather than on a slow sweep (one
-established platform checks a 600 s timeout every 60 s, see DOMAIN.md).
+established platform checks a 600 s timeout every 60 s, see docs/standards.md).
 
 Stuck sensors: a live sensor shows noise. The same value of a continuously varying metric
 for far longer than its noise allows is a frozen sensor that keeps reporting its last
-value, which DOMAIN.md lists among users' complaints ("dead-battery sensors keep showing
+value, which docs/standards.md lists among users' complaints ("dead-battery sensors keep showing
 their last value").
 """
 

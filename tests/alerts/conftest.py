@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from hub import free_port
+from lab.localservices import free_port
 
 
 @dataclass

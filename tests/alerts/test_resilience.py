@@ -13,8 +13,8 @@ from alerts import AlertService, AlertsUnavailable, InvalidInput, parse_steps
 from alerts.publish import AlarmPublisher
 from alerts.templates import TEMPLATES
 from devices.mqtt import MqttEndpoint
-from hub import free_port
 from hub.settings import Settings
+from lab.localservices import free_port
 from tests.support import scalar
 
 from .test_escalation import contact, outbox, policy, raise_alarm, registry, run_escalate, staff

@@ -33,7 +33,7 @@ class AlertsProcess:
         env = {**os.environ, "ANKANG_DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "alerts", "--no-mqtt"],
+                [sys.executable, "-m", "ankang.cli", "alerts", "--no-mqtt"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -26,7 +26,7 @@ import pytest
 from alerts import apply_pending
 from api.auth import create_account
 from devices.registry import Registry, parse_facility_yaml
-from hub import PostgresServer, free_port
+from lab.localservices import PostgresServer, free_port
 from tests.support import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,7 +141,7 @@ class ApiProcess:
         }
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "api"],
+                [sys.executable, "-m", "ankang.cli", "api"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -61,7 +61,7 @@ def test_each_role_needs_its_links_and_they_must_exist(tenants: str) -> None:
 
 def _cli(database: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
+        [sys.executable, "-m", "ankang.cli", *args],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -37,7 +37,7 @@ from devices.provisioning import (
     ProvisioningError,
     verify_hash,
 )
-from hub import MosquittoServer, free_port
+from lab.localservices import MosquittoServer, free_port
 from tests.conftest import _tmpdir, run_cli
 from tests.hub.test_adapters_e2e import CLIMATE, FACILITY, PAYLOADS, apply, iso, recorded
 from tests.support import HubProcess, now_ms, rows, scalar, telemetry, wait_until

@@ -10,9 +10,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from hub import PostgresServer, migrate
+from hub import migrate
 from hub.jobs import run_retention, run_rollups
 from hub.storage import Database
+from lab.localservices import PostgresServer
 from tests.support import Publisher, now_ms, register, rows, scalar, telemetry, wait_until, waveform
 
 

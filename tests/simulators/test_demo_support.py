@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_facility_file_is_its_own_fleet() -> None:
-    file = load_facility_file(ROOT / "api" / "demo_facility.yaml")
+    file = load_facility_file(ROOT / "ankang" / "demo" / "facility.yaml")
     fleet = fleet_from_file(file)
     assert [d.id for d in fleet.devices] == [d.id for d in file.devices]
     watch = fleet.by_id()["watch-R001"]
@@ -50,7 +50,7 @@ def test_bed_time_across_midnight_as_before() -> None:
 
 
 def test_the_simulation_puts_residents_to_bed_when_told() -> None:
-    fleet = fleet_from_file(load_facility_file(ROOT / "api" / "demo_facility.yaml"))
+    fleet = fleet_from_file(load_facility_file(ROOT / "ankang" / "demo" / "facility.yaml"))
     sim = Simulation(
         fleet.devices, MqttEndpoint("127.0.0.1", 1), duration_s=60, in_bed=(10 * 3600.0, 11 * 3600.0)
     )

@@ -1,0 +1,3 @@
+from ankang.cli import main
+
+main()
