@@ -23,7 +23,8 @@ def serialize(view: AlarmView) -> dict[str, Any]:
 def for_caller(view: dict[str, Any], principal: Principal) -> dict[str, Any]:
     """What a caller's role may read of an alarm. Regulators get the record without who it
     was about: no resident, bed or detection details (which can carry vital signs); the
-    subject is kept only when it is a device."""
+    subject is kept only when it is a device. Nor do they learn which nurse acknowledged or
+    resolved it: when, and the verdict, are the record."""
     if principal.role == "regulator":
         about_device = view.get("resident_id") is None
         return {
@@ -33,5 +34,7 @@ def for_caller(view: dict[str, Any], principal: Principal) -> dict[str, Any]:
             "resident_name": None,
             "bed_id": None,
             "subject": view.get("subject") if about_device else None,
+            "acknowledged_by": None,
+            "resolved_by": None,
         }
     return view

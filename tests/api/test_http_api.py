@@ -410,6 +410,48 @@ def test_the_stream_delivers_changes_within_scope_only(
             reader.close()
 
 
+def test_a_regulator_reads_what_happened_and_when_but_no_notes_or_names(
+    api: ApiProcess, clients: dict[str, httpx.Client], api_db: str
+) -> None:
+    staff, reg = clients["staff-a"], clients["reg-east"]
+    stream = StreamReader(api, reg)
+    try:
+        assert stream.ready.wait(10)
+        alarm = raise_alarm(api_db, "vitals", facility="fa", room="101", resident="RA1", device="bed-a1")
+        note = "王一 心率 131, settled"
+        assert staff.post(f"/api/v1/alarms/{alarm}/ack", json={"note": note}).status_code == 200
+        wait_until(
+            lambda: any(
+                e == "alarm" and d["id"] == alarm and d["state"] == "acknowledged" for e, d in stream.events
+            ),
+            10,
+            "the acknowledgement streamed to the regulator",
+        )
+        streamed = [d for e, d in list(stream.events) if e == "alarm" and d["id"] == alarm]
+    finally:
+        stream.close()
+    assert all(d["acknowledged_by"] is None and d["resolved_by"] is None for d in streamed)
+    done = staff.post(f"/api/v1/alarms/{alarm}/resolve", json={"resolution": "real_incident", "note": note})
+    assert done.status_code == 200
+    full = staff.get(f"/api/v1/alarms/{alarm}/events").json()
+    assert [e["note"] for e in full if e["action"] == "acknowledged"] == [note]  # staff still read it
+    answer = reg.get(f"/api/v1/alarms/{alarm}/events")
+    assert answer.status_code == 200
+    trail = answer.json()
+    # what happened, when and how, in the same order ...
+    assert [(e["at"], e["action"], e["channel"]) for e in trail] == [
+        (e["at"], e["action"], e["channel"]) for e in full
+    ]
+    # ... but not what a nurse wrote, who did it, or what the system noted about it
+    assert all(e["note"] is None and e["actor"] == "" and e["detail"] == {} for e in trail)
+    for path in ("", "/events", "/deliveries"):
+        body = reg.get(f"/api/v1/alarms/{alarm}{path}").text
+        assert "心率" not in body and "王一" not in body and "staff-a" not in body, path
+    listed = {a["id"]: a for a in reg.get("/api/v1/alarms", params={"state": "resolved"}).json()}
+    assert listed[alarm]["acknowledged_by"] is None and listed[alarm]["resolved_by"] is None
+    assert listed[alarm]["acknowledged_at"] is not None and listed[alarm]["resolution"] == "real_incident"
+
+
 # -- pages' cookie sessions ------------------------------------------------------------------------
 
 
