@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from alerts import AlertsUnavailable
+from api.limits import BodyLimit
 from api.routes import alarms, auth, devices, escalation, facilities, reports, residents
 from api.settings import ApiSettings
 from api.stream import AlarmFeed
@@ -39,6 +40,7 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Not logged in, or the session expired", **_Error},
     403: {"description": "The caller's role may not do this", **_Error},
     404: {"description": "Unknown, or not in the caller's scope", **_Error},
+    413: {"description": "The body is larger than the limit (ANKANG_MAX_BODY_BYTES)", **_Error},
     422: {"description": "The request is not valid", **_Error},
     503: {"description": "The database is unavailable; try again", **_Error},
 }
@@ -71,6 +73,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Outermost of ours: an oversized body is refused before authentication or parsing.
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     api = APIRouter(prefix=API_PREFIX, responses=COMMON_RESPONSES)
     for module in (auth, facilities, residents, devices, alarms, escalation, reports):
         api.include_router(module.router)
