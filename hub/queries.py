@@ -85,6 +85,8 @@ async def readings(
     }
     if bucket == "raw":
         query = _RAW.format(filters=_FILTERS)
+    elif bucket not in BUCKET_WIDTHS:
+        raise ValueError(f"bucket is 'raw' or one of {', '.join(BUCKET_WIDTHS)}, not {bucket!r}")
     else:
         args["width"] = BUCKET_WIDTHS[bucket]
         args["tz"] = tz
