@@ -6,7 +6,7 @@ alarms escalate along per-facility policies; each step writes an outbox that the
 worker sends through apprise, rate-limited per recipient. See docs/alerts.md.
 """
 
-from alerts import reports
+from alerts import queries, reports
 from alerts.delivery import (
     Delivered,
     DeliveryPolicy,
@@ -29,6 +29,7 @@ from alerts.escalation import (
     Step,
     Taken,
     add_contact,
+    deactivate_contact,
     default_steps,
     escalate,
     parse_steps,
@@ -78,6 +79,7 @@ __all__ = [
     "add_contact",
     "apply_pending",
     "apprise_send",
+    "deactivate_contact",
     "default_steps",
     "deliver_due",
     "delivery_status",
@@ -86,6 +88,7 @@ __all__ = [
     "list_alarms",
     "parse_steps",
     "publish_changes",
+    "queries",
     "render",
     "reports",
     "resolve",

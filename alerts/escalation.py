@@ -40,7 +40,7 @@ institution (``facilities.supervisor_id``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -172,6 +172,21 @@ async def add_contact(
         raise AlertsUnavailable(str(exc).strip() or type(exc).__name__) from exc
     assert row is not None  # noqa: S101  (INSERT ... RETURNING)
     return int(row[0])
+
+
+async def deactivate_contact(
+    conn: AsyncConnection[Any], contact_id: int, facility_ids: Collection[str]
+) -> bool:
+    """Stop notifying a contact of one of ``facility_ids``; False when there is no such contact.
+    The row stays, so that past deliveries still name it."""
+    try:
+        cur = await conn.execute(
+            "UPDATE contacts SET active = false WHERE id = %s AND facility_id = ANY(%s) RETURNING id",
+            (contact_id, sorted(facility_ids)),
+        )
+        return await cur.fetchone() is not None
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        raise AlertsUnavailable(str(exc).strip() or type(exc).__name__) from exc
 
 
 async def set_policy(

@@ -23,7 +23,10 @@ Five named tasks (six with ``publish_mqtt``) share one connection pool:
 Every timer lives in the database (levels, reminder times, ``next_attempt_at``): a restart,
 even ``kill -9``, picks up where the last commit left off.
 
-A database outage is waited out with backoff; the process does not exit. Shutdown is
+Each loop but the listener runs under one supervisor (``_supervise``): wait, take a step,
+and sort what went wrong. A database outage is warned about once, and waited out with
+backoff; the process does not exit. Anything else is logged with its traceback and the loop
+goes on after a pause, so that one failing loop never ends the others. Shutdown is
 ordered and bounded: the loops finish the transaction in hand (for at most
 ``drain_timeout`` seconds), and whatever is still running after that is cancelled. An
 uncommitted batch stays pending and is applied on the next start.
@@ -36,8 +39,9 @@ import contextlib
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 
@@ -94,6 +98,7 @@ class AlertService:
         self._done = asyncio.Event()
         self._ran = False
         self.database_ok = False
+        self._database_away = False  # warned about, not yet back
 
     async def run(self, stop: asyncio.Event, *, apply_migrations: bool = True) -> None:
         if self._ran:
@@ -106,16 +111,43 @@ class AlertService:
                 log.info("applied migrations: %s", ", ".join(applied))
         async with Database(url, min_size=1, max_size=4, name="ankang-alerts") as db:
             log.info("alert service running")
+            loops: list[tuple[str, Coroutine[Any, Any, None]]] = [
+                ("alerts.listen", self._listen(url)),
+                (
+                    "alerts.consume",
+                    self._supervise(
+                        "applying detections",
+                        lambda: self._tick(self._wake, self._poll_s),
+                        functools.partial(self._consume, db),
+                    ),
+                ),
+                (
+                    "alerts.sweep",
+                    self._supervise(
+                        "sweep", lambda: self._pause(self._sweep_s), functools.partial(self._sweep, db)
+                    ),
+                ),
+                (
+                    "alerts.escalate",
+                    self._supervise(
+                        "escalation",
+                        lambda: self._tick(self._escalate_wake, self._escalate_s),
+                        functools.partial(self._escalate, db),
+                    ),
+                ),
+                (
+                    "alerts.deliver",
+                    self._supervise(
+                        "delivery",
+                        lambda: self._tick(self._deliver_wake, self._deliver_s),
+                        functools.partial(self._deliver, db),
+                    ),
+                ),
+            ]
+            if self._publish_mqtt:
+                loops.append(("alerts.publish", self._publish(db)))
             async with asyncio.TaskGroup() as tg:
-                tasks = [
-                    tg.create_task(self._listen(url), name="alerts.listen"),
-                    tg.create_task(self._consume(db), name="alerts.consume"),
-                    tg.create_task(self._sweep(db), name="alerts.sweep"),
-                    tg.create_task(self._escalate(db), name="alerts.escalate"),
-                    tg.create_task(self._deliver(db), name="alerts.deliver"),
-                ]
-                if self._publish_mqtt:
-                    tasks.append(tg.create_task(self._publish(db), name="alerts.publish"))
+                tasks = [tg.create_task(loop, name=name) for name, loop in loops]
                 await stop.wait()
                 log.info("stopping")
                 self._done.set()
@@ -169,55 +201,38 @@ class AlertService:
                 log.exception("detection listener failed")
                 await self._pause(self._retry_max_s)
 
-    async def _consume(self, db: Database) -> None:
+    async def _supervise(
+        self, what: str, wait: Callable[[], Awaitable[None]], step: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Until shutdown: ``wait``, then ``step``. The database away is warned about once for
+        the whole service and waited out with this loop's own backoff; anything else (a bug,
+        a schema mismatch) is logged with its traceback and tried again after a pause rather
+        than spun on or let out, where it would end the TaskGroup, and with it every loop."""
         backoff = 0.5
         while not self._done.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
-            self._wake.clear()
+            await wait()
+            if self._done.is_set():
+                return
             try:
-                while not self._done.is_set():
-                    async with db.connection() as conn:
-                        applied = await apply_pending(conn, limit=self._batch)
-                    for alarm_id in applied.opened:
-                        log.info("opened alarm %d", alarm_id)
-                    if applied.opened:
-                        # A new alarm's first step (after_s 0) should not wait for the tick.
-                        self._escalate_wake.set()
-                    if not self.database_ok:
-                        log.info("database reachable; applying detections")
-                    self.database_ok = True
-                    backoff = 0.5
-                    if applied.detections < self._batch:
-                        break
+                await step()
             except (AlertsUnavailable, TimeoutError, psycopg.OperationalError) as exc:
-                if self.database_ok:
-                    log.warning("database unavailable, detections wait: %s", exc)
+                if not self._database_away:
+                    log.warning("database unavailable, waiting (%s): %s", what, exc)
+                else:
+                    log.debug("%s skipped: %s", what, exc)
+                self._database_away = True
                 self.database_ok = False
                 await self._pause(backoff)
                 backoff = min(backoff * 2, self._retry_max_s)
             except Exception:
-                # Refused, not unreachable (a bug or a schema mismatch): say so and try again
-                # later, rather than spin or exit with alarms pending. Whatever it is, it must
-                # not end the TaskGroup, and with it every other loop.
-                log.exception("applying detections failed")
+                log.exception("%s failed", what)
                 await self._pause(self._retry_max_s)
-
-    async def _sweep(self, db: Database) -> None:
-        while not self._done.is_set():
-            await self._pause(self._sweep_s)
-            if self._done.is_set():
-                return
-            try:
-                async with db.connection() as conn:
-                    resolved = await sweep(conn, self._clock())
-                for alarm_id in resolved:
-                    log.info("alarm %d resolved: cleared past its hold-down", alarm_id)
-            except (AlertsUnavailable, TimeoutError, psycopg.OperationalError) as exc:
-                log.debug("sweep skipped: %s", exc)
-            except Exception:
-                log.exception("sweep failed")
-                await self._pause(self._retry_max_s)
+            else:
+                if not self.database_ok:
+                    log.info("database reachable; %s", what)
+                self._database_away = False
+                self.database_ok = True
+                backoff = 0.5
 
     async def _tick(self, wake: asyncio.Event, seconds: float) -> None:
         """Wait until woken or ``seconds`` have passed."""
@@ -225,54 +240,47 @@ class AlertService:
             await asyncio.wait_for(wake.wait(), seconds)
         wake.clear()
 
-    async def _escalate(self, db: Database) -> None:
+    async def _consume(self, db: Database) -> None:
+        """Apply pending detections, batch after batch until fewer than a batch are left."""
         while not self._done.is_set():
-            await self._tick(self._escalate_wake, self._escalate_s)
-            if self._done.is_set():
+            async with db.connection() as conn:
+                applied = await apply_pending(conn, limit=self._batch)
+            for alarm_id in applied.opened:
+                log.info("opened alarm %d", alarm_id)
+            if applied.opened:
+                # A new alarm's first step (after_s 0) should not wait for the tick.
+                self._escalate_wake.set()
+            if applied.detections < self._batch:
                 return
-            try:
-                async with db.connection() as conn:
-                    taken = await escalate(conn, self._clock())
-                for t in taken:
-                    log.info(
-                        "alarm %d %s (step %d): %d sent to outbox",
-                        t.alarm_id,
-                        t.action,
-                        t.step,
-                        t.notifications,
-                    )
-                if any(t.notifications for t in taken):
-                    self._deliver_wake.set()
-            except (AlertsUnavailable, TimeoutError, psycopg.OperationalError) as exc:
-                log.debug("escalation skipped: %s", exc)
-                await self._pause(self._retry_max_s)
-            except Exception:
-                log.exception("escalation failed")
-                await self._pause(self._retry_max_s)
+
+    async def _sweep(self, db: Database) -> None:
+        async with db.connection() as conn:
+            resolved = await sweep(conn, self._clock())
+        for alarm_id in resolved:
+            log.info("alarm %d resolved: cleared past its hold-down", alarm_id)
+
+    async def _escalate(self, db: Database) -> None:
+        async with db.connection() as conn:
+            taken = await escalate(conn, self._clock())
+        for t in taken:
+            log.info(
+                "alarm %d %s (step %d): %d sent to outbox", t.alarm_id, t.action, t.step, t.notifications
+            )
+        if any(t.notifications for t in taken):
+            self._deliver_wake.set()
 
     async def _deliver(self, db: Database) -> None:
-        while not self._done.is_set():
-            await self._tick(self._deliver_wake, self._deliver_s)
-            if self._done.is_set():
-                return
-            try:
-                async with db.connection() as conn:
-                    done = await deliver_due(conn, self._clock(), policy=self._delivery, clock=self._clock)
-                if done.sent or done.failed or done.retrying:
-                    log.info(
-                        "delivery: %d sent, %d retrying, %d failed, %d digested, %d held",
-                        len(done.sent),
-                        len(done.retrying),
-                        len(done.failed),
-                        len(done.digested),
-                        len(done.deferred),
-                    )
-            except (AlertsUnavailable, TimeoutError, psycopg.OperationalError) as exc:
-                log.debug("delivery skipped: %s", exc)
-                await self._pause(self._retry_max_s)
-            except Exception:
-                log.exception("delivery failed")
-                await self._pause(self._retry_max_s)
+        async with db.connection() as conn:
+            done = await deliver_due(conn, self._clock(), policy=self._delivery, clock=self._clock)
+        if done.sent or done.failed or done.retrying:
+            log.info(
+                "delivery: %d sent, %d retrying, %d failed, %d digested, %d held",
+                len(done.sent),
+                len(done.retrying),
+                len(done.failed),
+                len(done.digested),
+                len(done.deferred),
+            )
 
     async def _publish(self, db: Database) -> None:
         # One client id per process: two alert workers must not take each other's session.
@@ -281,23 +289,19 @@ class AlertService:
         # alarm changes; the alarm changes themselves are never retained.
         announcer = Announcer() if self._ha_discovery else None
         async with AlarmPublisher(self._settings.mqtt, client_id=client_id) as publisher:
-            while not self._done.is_set():
-                await self._tick(self._publish_wake, 1.0)
-                if self._done.is_set():
-                    return
-                try:
-                    async with db.connection() as conn:
-                        changed = await publish_changes(conn, publisher)
-                        if announcer is not None:
-                            await announcer.sync(
-                                conn,
-                                functools.partial(publisher.publish, retain=True),
-                                session=publisher.connections,
-                                changed=changed > 0,
-                            )
-                except (AlertsUnavailable, TimeoutError, psycopg.OperationalError) as exc:
-                    # The broker or the database is away: the changes wait in the table.
-                    log.debug("publishing alarm changes deferred: %s", exc)
-                except Exception:
-                    log.exception("publishing alarm changes failed")
-                    await self._pause(self._retry_max_s)
+
+            async def step() -> None:
+                # The broker or the database away: the changes wait in the table.
+                async with db.connection() as conn:
+                    changed = await publish_changes(conn, publisher)
+                    if announcer is not None:
+                        await announcer.sync(
+                            conn,
+                            functools.partial(publisher.publish, retain=True),
+                            session=publisher.connections,
+                            changed=changed > 0,
+                        )
+
+            await self._supervise(
+                "publishing alarm changes", lambda: self._tick(self._publish_wake, 1.0), step
+            )

@@ -15,11 +15,11 @@ import psycopg
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from api.auth import Principal, principal_for
 from api.settings import ApiSettings
 from api.stream import AlarmFeed
+from hub.storage import Database
 
 COOKIE: Final = "ankang_session"
 CSRF_HEADER: Final = "X-CSRF-Token"
@@ -38,10 +38,14 @@ def feed(request: Request) -> AlarmFeed:
     return value
 
 
+def database(request: Request) -> Database:
+    value: Database = request.app.state.db
+    return value
+
+
 async def connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
-    pool: AsyncConnectionPool[AsyncConnection[Any]] = request.app.state.pool
     try:
-        async with pool.connection(timeout=10.0) as conn:
+        async with database(request).connection() as conn:
             yield conn
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the database is unavailable") from exc
@@ -66,9 +70,8 @@ def session_token(request: Request) -> str | None:
 async def lookup(request: Request, token: str) -> Principal | None:
     """Who holds ``token`` now, on a connection borrowed only for the lookup, so that a long
     response (the live stream) holds no connection while it runs."""
-    pool: AsyncConnectionPool[AsyncConnection[Any]] = request.app.state.pool
     try:
-        async with pool.connection(timeout=10.0) as conn:
+        async with database(request).connection() as conn:
             return await principal_for(conn, token, allow_demo=settings(request).demo)
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the database is unavailable") from exc

@@ -28,3 +28,7 @@ class ApiSettings(Settings):
     # Cookies go over HTTPS only; set behind a TLS-terminating proxy.
     secure_cookies: bool = False
     db_pool_max: int = Field(default=10, ge=2, le=200)
+    # Request bodies larger than this are refused (413) before they are read. The largest
+    # legitimate ones are a few KiB: a contact (a 2,000-character URL), a note of 2,000
+    # characters (up to 12 KiB as escaped JSON), a policy of 20 steps.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)

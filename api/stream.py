@@ -18,11 +18,12 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from alerts.lifecycle import NOTIFY_CHANNEL
+from alerts.queries import alarm_views
 from api.auth import Principal
-from api.views import fetch_alarm_views, for_caller
+from api.views import for_caller, serialize
+from hub.storage import Database
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,9 @@ class Subscription:
 class AlarmFeed:
     """Fan-out of alarm changes to SSE subscribers, each filtered by its caller's scope."""
 
-    def __init__(self, url: str, pool: AsyncConnectionPool[AsyncConnection[Any]]) -> None:
+    def __init__(self, url: str, db: Database) -> None:
         self._url = url
-        self._pool = pool
+        self._db = db
         self._subs: set[Subscription] = set()
         self.listening = asyncio.Event()
         self.closing = False
@@ -130,8 +131,8 @@ class AlarmFeed:
 
     async def _publish(self, ids: list[int]) -> None:
         try:
-            async with self._pool.connection() as conn:
-                views = await fetch_alarm_views(conn, ids)
+            async with self._db.connection() as conn:
+                views = [serialize(v) for v in await alarm_views(conn, ids)]
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             log.warning("alarm feed could not read alarms %s (%s); consoles will resync", ids, exc)
             self._broadcast_resync()

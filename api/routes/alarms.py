@@ -12,14 +12,15 @@ from typing import Annotated, Any, Final, Literal
 import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
 import alerts
-from alerts import AlarmNotFound, InvalidInput, TransitionRefused
+import hub.queries
+from alerts import AlarmNotFound, InvalidInput, TransitionRefused, queries
+from alerts.queries import AlarmView
 from api.deps import Actor, Caller, Conn, RawReader, feed, lookup, not_found, session_token
 from api.stream import CLOSING, RESYNC
-from api.views import ALARM_VIEW, PRIORITY_ORDER, alarm_scope, for_caller, serialize
+from api.views import for_caller, serialize
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
 
@@ -83,16 +84,11 @@ class Evidence(BaseModel):
     series: list[Series]
 
 
-async def _scoped(conn: Conn, caller: Caller, alarm_id: int) -> dict[str, Any]:
-    where, args = alarm_scope(caller)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"{ALARM_VIEW} WHERE {where} AND a.id = %(alarm_id)s", {**args, "alarm_id": alarm_id}
-        )
-        row = await cur.fetchone()
-    if row is None:
+async def _scoped(conn: Conn, caller: Caller, alarm_id: int) -> AlarmView:
+    found = await queries.scoped_alarm(conn, caller, alarm_id)
+    if found is None:
         raise not_found("alarm", alarm_id)
-    return row
+    return found
 
 
 @router.get("")
@@ -108,30 +104,10 @@ async def list_alarms(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
     """Alarms in the caller's scope, the most urgent first (priority, then newest)."""
-    where, args = alarm_scope(caller)
-    clauses = [where]
-    if state == "unresolved":
-        clauses.append("a.state <> 'resolved'")
-    else:
-        clauses.append("a.state = %(state)s")
-    for name, value, clause in (
-        ("type", type, "a.type = %(type)s"),
-        ("priority", priority, "a.priority = %(priority)s"),
-        ("facility", facility, "a.facility_id = %(facility)s"),
-        ("since", since, "a.opened_at >= %(since)s"),
-        ("until", until, "a.opened_at < %(until)s"),
-    ):
-        if value is not None:
-            clauses.append(clause)
-            args[name] = value
-    args.update(state=state, limit=limit)
-    sql = (
-        f"{ALARM_VIEW} WHERE {' AND '.join(clauses)} ORDER BY {PRIORITY_ORDER}, a.opened_at DESC, a.id DESC"
-        " LIMIT %(limit)s"
+    wanted = queries.AlarmFilter(
+        state=state, type=type, priority=priority, facility_id=facility, since=since, until=until, limit=limit
     )
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql, args)
-        return [for_caller(serialize(r), caller) for r in await cur.fetchall()]
+    return [for_caller(serialize(a), caller) for a in await queries.scoped_alarms(conn, caller, wanted)]
 
 
 @router.get("/stream", response_class=EventSourceResponse)
@@ -233,15 +209,17 @@ async def resolve(alarm_id: AlarmId, body: Resolve, conn: Conn, caller: Actor) -
 
 @router.get("/{alarm_id}/events", responses={404: {"description": "Unknown, or not the caller's"}})
 async def audit(alarm_id: AlarmId, conn: Conn, caller: Caller) -> list[AuditEntry]:
-    """The alarm's audit trail, oldest first."""
+    """The alarm's audit trail, oldest first. Regulators read what happened, when and through
+    which channel, but not who did it, what they wrote or what the system noted (a note can
+    name the resident and their vital signs; an escalation's detail names its contacts)."""
     await _scoped(conn, caller, alarm_id)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT at, action, actor, channel, note, detail FROM alarm_events"
-            " WHERE alarm_id = %s ORDER BY id",
-            (alarm_id,),
-        )
-        return [AuditEntry(**r) for r in await cur.fetchall()]
+    events = await queries.alarm_events(conn, alarm_id)
+    if caller.role == "regulator":
+        return [
+            AuditEntry(at=e.at, action=e.action, actor="", channel=e.channel, note=None, detail={})
+            for e in events
+        ]
+    return [AuditEntry.model_validate(e, from_attributes=True) for e in events]
 
 
 @router.get("/{alarm_id}/deliveries", responses={404: {"description": "Unknown, or not the caller's"}})
@@ -271,17 +249,17 @@ async def deliveries(alarm_id: AlarmId, conn: Conn, caller: Caller) -> list[Deli
     ]
 
 
-def _window(alarm: dict[str, Any]) -> tuple[datetime, datetime]:
-    window = (alarm.get("evidence") or {}).get("window")
+def _window(alarm: AlarmView) -> tuple[datetime, datetime]:
+    window = (alarm.evidence or {}).get("window")
     if isinstance(window, list) and len(window) == 2:
         try:
             start, end = datetime.fromisoformat(window[0]), datetime.fromisoformat(window[1])
             return start, min(end, start + _MAX_WINDOW)
         except (TypeError, ValueError):
             pass
-    opened: datetime = alarm["opened_at"]
+    opened = alarm.opened_at
     # an alarm that repeated for days shows its first hours, not days of readings
-    end = min(max(opened, alarm["last_seen_at"]), opened + _MAX_WINDOW)
+    end = min(max(opened, alarm.last_seen_at), opened + _MAX_WINDOW)
     return opened - timedelta(seconds=30), end + timedelta(seconds=30)
 
 
@@ -295,43 +273,27 @@ async def evidence(alarm_id: AlarmId, conn: Conn, caller: RawReader) -> Evidence
     alarm = await _scoped(conn, caller, alarm_id)
     start, end = _window(alarm)
     series: list[Series] = []
-    async with conn.cursor() as cur:
-        if alarm["device_kind"] == "wearable" and alarm["device_id"]:
-            await cur.execute(
-                "SELECT ts, rate_hz, n, acc FROM waveforms WHERE device_id = %s AND ts >= %s AND ts <= %s"
-                " ORDER BY ts LIMIT 600",
-                (alarm["device_id"], start - timedelta(seconds=5), end),
-            )
-            ts: list[datetime] = []
-            mags: list[float] = []
-            for t0, rate, n, acc in await cur.fetchall():
-                xyz = np.frombuffer(acc, "<f4").reshape(int(n), 3)
-                mag = np.sqrt((xyz.astype(np.float64) ** 2).sum(axis=1))
-                ts.extend(t0 + timedelta(seconds=i / float(rate)) for i in range(int(n)))
-                mags.extend(float(m) for m in mag)
-            step = max(1, len(mags) // _MAX_TRACE)
-            series.append(
-                Series(
-                    device_id=alarm["device_id"], metric="acc_magnitude_g", ts=ts[::step], values=mags[::step]
-                )
-            )
-            kind = "acceleration"
-        else:
-            start = start - _FIRE_BEFORE
-            await cur.execute(
-                """
-                SELECT r.device_id, r.metric, array_agg(r.ts ORDER BY r.ts), array_agg(r.value ORDER BY r.ts)
-                FROM readings r JOIN devices d ON d.id = r.device_id
-                WHERE ((d.facility_id = %s AND d.room_id = %s) OR d.id = %s)
-                  AND r.ts >= %s AND r.ts <= %s AND r.metric = ANY(%s)
-                GROUP BY r.device_id, r.metric ORDER BY r.device_id, r.metric
-                """,
-                (alarm["facility_id"], alarm["room_id"], alarm["device_id"], start, end, list(_FIRE_METRICS)),
-            )
-            for device_id, metric, times, values in await cur.fetchall():
-                step = max(1, len(values) // _MAX_TRACE)
-                series.append(
-                    Series(device_id=device_id, metric=metric, ts=times[::step], values=values[::step])
-                )
-            kind = "readings"
+    if alarm.device_kind == "wearable" and alarm.device_id:
+        ts: list[datetime] = []
+        mags: list[float] = []
+        for w in await hub.queries.waveforms(conn, alarm.device_id, start - timedelta(seconds=5), end):
+            xyz = np.frombuffer(w.acc, "<f4").reshape(int(w.n), 3)
+            mag = np.sqrt((xyz.astype(np.float64) ** 2).sum(axis=1))
+            ts.extend(w.ts + timedelta(seconds=i / float(w.rate_hz)) for i in range(int(w.n)))
+            mags.extend(float(m) for m in mag)
+        step = max(1, len(mags) // _MAX_TRACE)
+        series.append(
+            Series(device_id=alarm.device_id, metric="acc_magnitude_g", ts=ts[::step], values=mags[::step])
+        )
+        kind = "acceleration"
+    else:
+        start = start - _FIRE_BEFORE
+        found = await hub.queries.room_series(
+            conn, alarm.facility_id, alarm.room_id, alarm.device_id, start, end, _FIRE_METRICS
+        )
+        for one in found:
+            step = max(1, len(one.values) // _MAX_TRACE)
+            ts, values = one.ts[::step], one.values[::step]
+            series.append(Series(device_id=one.device_id, metric=one.metric, ts=ts, values=values))
+        kind = "readings"
     return Evidence(alarm_id=alarm_id, kind=kind, window_start=start, window_end=end, series=series)

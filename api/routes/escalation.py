@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
-from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
 import alerts
-from alerts import InvalidInput
+from alerts import InvalidInput, queries
 from alerts.escalation import default_steps
 from api.deps import Actor, Conn, not_found
+from devices.queries import facility_kind, resident_facility
 
 router = APIRouter(tags=["escalation"])
 
@@ -60,14 +60,8 @@ def _check_facility(caller: Actor, facility_id: str) -> None:
 async def list_contacts(
     conn: Conn, caller: Actor, facility: Annotated[str | None, Query(max_length=64)] = None
 ) -> list[Contact]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT id, facility_id, name, role, url, language, resident_id, active FROM contacts"
-            " WHERE facility_id = ANY(%s) AND (%s::text IS NULL OR facility_id = %s)"
-            " ORDER BY facility_id, id",
-            (sorted(caller.facilities), facility, facility),
-        )
-        return [Contact(**r) for r in await cur.fetchall()]
+    found = await queries.contacts(conn, caller.facilities, facility_id=facility)
+    return [Contact.model_validate(c, from_attributes=True) for c in found]
 
 
 @router.post(
@@ -75,11 +69,10 @@ async def list_contacts(
 )
 async def add_contact(body: ContactIn, conn: Conn, caller: Actor) -> Contact:
     _check_facility(caller, body.facility_id)
-    if body.resident_id is not None:
-        cur = await conn.execute("SELECT facility_id FROM residents WHERE id = %s", (body.resident_id,))
-        row = await cur.fetchone()
-        if row is None or not caller.sees_facility(row[0]):
-            raise not_found("resident", body.resident_id)
+    if body.resident_id is not None and not caller.sees_facility(
+        await resident_facility(conn, body.resident_id)
+    ):
+        raise not_found("resident", body.resident_id)
     try:
         contact_id = await alerts.add_contact(
             conn,
@@ -104,11 +97,7 @@ async def deactivate_contact(
     contact_id: Annotated[int, Path(ge=1, le=2**63 - 1)], conn: Conn, caller: Actor
 ) -> None:
     """Stop notifying a contact. The row stays, so past deliveries still name it."""
-    cur = await conn.execute(
-        "UPDATE contacts SET active = false WHERE id = %s AND facility_id = ANY(%s) RETURNING id",
-        (contact_id, sorted(caller.facilities)),
-    )
-    if await cur.fetchone() is None:
+    if not await alerts.deactivate_contact(conn, contact_id, caller.facilities):
         raise not_found("contact", contact_id)
 
 
@@ -116,19 +105,15 @@ async def deactivate_contact(
 async def list_policies(facility_id: FacilityId, conn: Conn, caller: Actor) -> list[Policy]:
     """The facility's policies; without any, the built-in chain for a high-priority alarm."""
     _check_facility(caller, facility_id)
-    cur = await conn.execute("SELECT kind FROM facilities WHERE id = %s", (facility_id,))
-    row = await cur.fetchone()
-    if row is None:
+    kind = await facility_kind(conn, facility_id)
+    if kind is None:
         raise not_found("facility", facility_id)
-    cur = await conn.execute(
-        "SELECT alarm_type, steps FROM escalation_policies WHERE facility_id = %s ORDER BY alarm_type",
-        (facility_id,),
-    )
     policies = [
-        Policy(facility_id=facility_id, alarm_type=t, steps=steps) for t, steps in await cur.fetchall()
+        Policy(facility_id=facility_id, alarm_type=row.alarm_type, steps=[StepIn(**s) for s in row.steps])
+        for row in await queries.policies(conn, facility_id)
     ]
     if not any(p.alarm_type == "*" for p in policies):
-        builtin = [StepIn(**s.as_json()) for s in default_steps("*", "high", str(row[0]))]
+        builtin = [StepIn(**s.as_json()) for s in default_steps("*", "high", kind)]
         policies.append(Policy(facility_id=facility_id, alarm_type="*", steps=builtin, builtin=True))
     return policies
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path
-from psycopg.rows import dict_row
 from pydantic import BaseModel
 
+from alerts.queries import open_alarm_counts
+from api.auth import Principal
 from api.deps import Caller, Conn, Operator, not_found
+from devices import queries
+from devices.queries import DeviceStatusRow
 
 router = APIRouter(prefix="/facilities", tags=["facilities"])
 
@@ -64,32 +68,24 @@ class FacilityDetail(Facility):
     room_list: list[Room]
 
 
-_FACILITIES = """
-    SELECT f.id, f.name, f.kind, f.district, f.tz, f.supervisor_id,
-           (SELECT count(*) FROM rooms r WHERE r.facility_id = f.id) AS rooms,
-           (SELECT count(*) FROM beds b WHERE b.facility_id = f.id) AS beds,
-           (SELECT count(*) FROM devices d WHERE d.facility_id = f.id) AS devices,
-           (SELECT count(*) FROM devices d JOIN device_health h ON h.device_id = d.id
-            WHERE d.facility_id = f.id AND h.online) AS devices_online,
-           (SELECT count(*) FROM alarms a WHERE a.facility_id = f.id AND a.state <> 'resolved') AS open_alarms
-    FROM facilities f
-    WHERE f.id = ANY(%s)
-"""
-
-DEVICE_STATUS = """
-    SELECT d.id, d.kind, d.room_id, d.bed_id, d.resident_id, h.online, h.since, h.last_seen,
-           coalesce(h.battery_low, false) AS battery_low, coalesce(h.tamper, false) AS tamper,
-           coalesce(h.fault, false) AS fault, coalesce(h.stuck, false) AS stuck
-    FROM devices d LEFT JOIN device_health h ON h.device_id = d.id
-"""
+def device_status(row: DeviceStatusRow, caller: Principal) -> DeviceStatus:
+    """A device's status as the caller may read it: regulators do not learn who wears it."""
+    status = DeviceStatus.model_validate(row, from_attributes=True)
+    if caller.role == "regulator":
+        status.resident_id = None
+    return status
 
 
 @router.get("")
 async def list_facilities(conn: Conn, caller: Caller) -> list[Facility]:
     """The facilities the caller may see, with device and alarm counts."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_FACILITIES + " ORDER BY f.id", (sorted(caller.facilities),))
-        return [Facility(**r) for r in await cur.fetchall()]
+    found = await queries.facilities(conn, caller.facilities)
+    open_alarms = await open_alarm_counts(conn, [f.id for f in found])
+    return [_facility(f, open_alarms.get(f.id, 0)) for f in found]
+
+
+def _facility(row: queries.FacilityRow, open_alarms: int) -> Facility:
+    return Facility(**dataclasses.asdict(row), open_alarms=open_alarms)
 
 
 @router.get("/{facility_id}", responses={404: {"description": "Unknown, or not the caller's"}})
@@ -97,36 +93,31 @@ async def get_facility(facility_id: FacilityId, conn: Conn, caller: Operator) ->
     """One facility with its rooms, beds and devices. Regulators see no resident names."""
     if not caller.sees_facility(facility_id):
         raise not_found("facility", facility_id)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_FACILITIES, ([facility_id],))
-        head = await cur.fetchone()
-        if head is None:
-            raise not_found("facility", facility_id)
-        await cur.execute(
-            "SELECT id, name, kind FROM rooms WHERE facility_id = %s ORDER BY id", (facility_id,)
+    head = await queries.facility(conn, facility_id)
+    if head is None:
+        raise not_found("facility", facility_id)
+    open_alarms = await open_alarm_counts(conn, [facility_id])
+    rooms = {
+        r.id: Room(id=r.id, name=r.name, kind=r.kind, beds=[], devices=[])
+        for r in await queries.rooms(conn, facility_id)
+    }
+    hidden = caller.role == "regulator"
+    for bed in await queries.beds(conn, facility_id):
+        rooms[bed.room_id].beds.append(
+            Bed(
+                id=bed.id,
+                nursing=bed.nursing,
+                resident_id=None if hidden else bed.resident_id,
+                resident_name=None if hidden else bed.resident_name,
+            )
         )
-        rooms = {r["id"]: {**r, "beds": [], "devices": []} for r in await cur.fetchall()}
-        await cur.execute(
-            """
-            SELECT b.room_id, b.id, b.nursing, b.resident_id, r.name AS resident_name
-            FROM beds b LEFT JOIN residents r ON r.id = b.resident_id
-            WHERE b.facility_id = %s ORDER BY b.room_id, b.id
-            """,
-            (facility_id,),
-        )
-        for bed in await cur.fetchall():
-            if caller.role == "regulator":
-                bed["resident_id"] = bed["resident_name"] = None
-            rooms[bed.pop("room_id")]["beds"].append(bed)
-        await cur.execute(DEVICE_STATUS + " WHERE d.facility_id = %s ORDER BY d.id", (facility_id,))
-        loose: list[dict[str, Any]] = []
-        for dev in await cur.fetchall():
-            if caller.role == "regulator":
-                dev["resident_id"] = None
-            (rooms[dev["room_id"]]["devices"] if dev["room_id"] in rooms else loose).append(dev)
-    room_list = [Room(**r) for r in rooms.values()]
+    loose: list[DeviceStatus] = []
+    for dev in await queries.facility_devices(conn, facility_id):
+        room = rooms.get(dev.room_id) if dev.room_id is not None else None
+        (room.devices if room is not None else loose).append(device_status(dev, caller))
+    room_list = list(rooms.values())
     if loose:
-        room_list.append(
-            Room(id="", name="", kind="worn", beds=[], devices=[DeviceStatus(**d) for d in loose])
-        )
-    return FacilityDetail(**head, room_list=room_list)
+        room_list.append(Room(id="", name="", kind="worn", beds=[], devices=loose))
+    return FacilityDetail(
+        **dataclasses.asdict(head), open_alarms=open_alarms.get(facility_id, 0), room_list=room_list
+    )

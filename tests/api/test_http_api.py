@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -108,6 +109,89 @@ def test_passwords_are_stored_as_argon2id(api_db: str) -> None:
         hashes = [r[0] for r in conn.execute("SELECT password_hash FROM accounts").fetchall()]
     assert hashes and all(h.startswith("$argon2id$") for h in hashes)
     assert not any(PASSWORD in h for h in hashes)
+
+
+# -- request bodies -------------------------------------------------------------------------------
+
+LIMIT = 64 * 1024  # ANKANG_MAX_BODY_BYTES by default
+
+
+def _raw_request(api: ApiProcess, head: str, parts: list[bytes]) -> tuple[int, bytes, float]:
+    """Send a request head and some body over a bare socket, then read the answer: (status,
+    the answer's body, seconds until it arrived). The socket gives up after 10 s, so a server
+    that waited for the rest of a body it was promised fails the test instead of hanging."""
+    with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        for part in parts:
+            try:
+                sock.sendall(part)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # refused while still sending: the answer is waiting
+        sent = time.monotonic()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"the connection closed without an answer: {data!r}"
+            data += chunk
+        elapsed = time.monotonic() - sent
+        head_bytes, _, body = data.partition(b"\r\n\r\n")
+        lines = head_bytes.decode().split("\r\n")
+        fields = dict(line.lower().split(": ", 1) for line in lines[1:])
+        while len(body) < int(fields.get("content-length", "0")):
+            chunk = sock.recv(65536)
+            assert chunk, f"the connection closed within the answer: {data!r}"
+            body += chunk
+    return int(lines[0].split()[1]), body, elapsed
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/api/v1/auth/token", "application/x-www-form-urlencoded"),
+        ("/login", "application/x-www-form-urlencoded"),
+        # an authenticated route, without credentials: the size is refused before the 401
+        ("/api/v1/alarms/1/ack", "application/json"),
+    ],
+)
+def test_a_body_declared_too_large_is_413_before_it_is_read(
+    api: ApiProcess, path: str, content_type: str
+) -> None:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {16 * 1024 * 1024}\r\n\r\n"
+    )
+    # 1 KiB of the promised 16 MiB: the answer can only come if nobody waits for the rest
+    status, body, elapsed = _raw_request(api, head, [b"a" * 1024])
+    assert status == 413
+    assert "larger than" in json.loads(body)["detail"]
+    assert elapsed < 5
+
+
+def test_an_authenticated_route_refuses_a_large_body_of_a_logged_in_caller(
+    api: ApiProcess, clients: dict[str, httpx.Client]
+) -> None:
+    response = clients["staff-a"].post("/api/v1/contacts", content=b"{" + b" " * (LIMIT + 1) + b"}")
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/token", "/api/v1/alarms/1/ack"])
+def test_a_chunked_body_is_cut_off_at_the_limit(api: ApiProcess, path: str) -> None:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"a" * 8192
+    # twice the limit, and no final chunk: only counting as it streams can answer this
+    parts = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * (2 * LIMIT // len(chunk))
+    status, body, elapsed = _raw_request(api, head, parts)
+    assert status == 413
+    assert "larger than" in json.loads(body)["detail"]
+    assert elapsed < 5
+
+
+def test_a_body_within_the_limit_is_read_as_before(api: ApiProcess) -> None:
+    form = {"username": "staff-a", "password": PASSWORD, "padding": "x" * (LIMIT - 200)}
+    assert httpx.post(f"{api.url}/api/v1/auth/token", data=form).status_code == 200
 
 
 # -- scope --------------------------------------------------------------------------------------
@@ -408,6 +492,48 @@ def test_the_stream_delivers_changes_within_scope_only(
     finally:
         for reader in (east, west, family):
             reader.close()
+
+
+def test_a_regulator_reads_what_happened_and_when_but_no_notes_or_names(
+    api: ApiProcess, clients: dict[str, httpx.Client], api_db: str
+) -> None:
+    staff, reg = clients["staff-a"], clients["reg-east"]
+    stream = StreamReader(api, reg)
+    try:
+        assert stream.ready.wait(10)
+        alarm = raise_alarm(api_db, "vitals", facility="fa", room="101", resident="RA1", device="bed-a1")
+        note = "王一 心率 131, settled"
+        assert staff.post(f"/api/v1/alarms/{alarm}/ack", json={"note": note}).status_code == 200
+        wait_until(
+            lambda: any(
+                e == "alarm" and d["id"] == alarm and d["state"] == "acknowledged" for e, d in stream.events
+            ),
+            10,
+            "the acknowledgement streamed to the regulator",
+        )
+        streamed = [d for e, d in list(stream.events) if e == "alarm" and d["id"] == alarm]
+    finally:
+        stream.close()
+    assert all(d["acknowledged_by"] is None and d["resolved_by"] is None for d in streamed)
+    done = staff.post(f"/api/v1/alarms/{alarm}/resolve", json={"resolution": "real_incident", "note": note})
+    assert done.status_code == 200
+    full = staff.get(f"/api/v1/alarms/{alarm}/events").json()
+    assert [e["note"] for e in full if e["action"] == "acknowledged"] == [note]  # staff still read it
+    answer = reg.get(f"/api/v1/alarms/{alarm}/events")
+    assert answer.status_code == 200
+    trail = answer.json()
+    # what happened, when and how, in the same order ...
+    assert [(e["at"], e["action"], e["channel"]) for e in trail] == [
+        (e["at"], e["action"], e["channel"]) for e in full
+    ]
+    # ... but not what a nurse wrote, who did it, or what the system noted about it
+    assert all(e["note"] is None and e["actor"] == "" and e["detail"] == {} for e in trail)
+    for path in ("", "/events", "/deliveries"):
+        body = reg.get(f"/api/v1/alarms/{alarm}{path}").text
+        assert "心率" not in body and "王一" not in body and "staff-a" not in body, path
+    listed = {a["id"]: a for a in reg.get("/api/v1/alarms", params={"state": "resolved"}).json()}
+    assert listed[alarm]["acknowledged_by"] is None and listed[alarm]["resolved_by"] is None
+    assert listed[alarm]["acknowledged_at"] is not None and listed[alarm]["resolution"] == "real_incident"
 
 
 # -- pages' cookie sessions ------------------------------------------------------------------------
