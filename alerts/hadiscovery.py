@@ -9,7 +9,7 @@ its open alarms), announced on Home Assistant's discovery topics:
 
 Their states are on ``ankang/v1/ha/{facility}/{type}`` (``ON``/``OFF``) and
 ``ankang/v1/ha/{facility}/status``. Configs and states are retained, because they are
-state, not events (DOMAIN.md: keep state retained, never commands): Home Assistant, started
+state, not events (docs/standards.md: keep state retained, never commands): Home Assistant, started
 after ankang, still finds both. The alarm events themselves stay on the non-retained
 ``ankang/v1/alerts/...`` topic (``alerts.publish``).
 

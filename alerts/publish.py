@@ -2,7 +2,7 @@
 
 Each change of an alarm (opened, repeated, escalated, acknowledged, resolved, ...) is
 published to ``ankang/v1/alerts/{facility}/{type}`` as a JSON snapshot of the alarm, QoS 1
-and **not retained**: an alarm change is an event, and DOMAIN.md keeps only state retained
+and **not retained**: an alarm change is an event, and docs/standards.md keeps only state retained
 (a retained event would replay to every new subscriber as if it had just happened).
 
 Which changes are still to publish lives in the database: every transition sets

@@ -1,7 +1,7 @@
 """What each detection means for alarms: the type it raises, its priority, its episode.
 
 The table is frozen data; ``route`` is the only logic. Priorities follow IEC 60601-1-8
-(DOMAIN.md): *high* means act at once, *medium* act promptly, *low* be aware.
+(docs/standards.md): *high* means act at once, *medium* act promptly, *low* be aware.
 
 An **episode** is the stretch of time during which repeats of a condition belong to one
 alarm:
@@ -39,7 +39,7 @@ class AlarmRule:
 
 RULES: Final[Mapping[str, AlarmRule]] = MappingProxyType(
     {
-        # high: act at once (IEC 60601-1-8; DOMAIN.md lists fall, fire, SOS, gas)
+        # high: act at once (IEC 60601-1-8; docs/standards.md lists fall, fire, SOS, gas)
         "fall": AlarmRule("high", "until_ack"),
         "fire": AlarmRule("high", "until_resolved"),
         "sos": AlarmRule("high", "until_ack"),

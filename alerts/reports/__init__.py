@@ -10,7 +10,7 @@ outside the scope and for one that does not exist, so that the answer does not t
 
 Windows are whole local days in each facility's own time zone (``facilities.tz``): the last
 ``days`` calendar days up to ``now``, today included, so a false alarm at 00:30 in Qingdao
-counts on that day and not on the UTC day before (DOMAIN.md). ``now`` is injectable; it
+counts on that day and not on the UTC day before (docs/standards.md). ``now`` is injectable; it
 defaults to the wall clock.
 
 A district figure is computed over the facilities of that district *in the scope*: a caller
