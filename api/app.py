@@ -32,8 +32,13 @@ API_PREFIX = "/api/v1"
 # How long the start waits for the database to say whether TimescaleDB is there.
 _TIMESCALE_WAIT_S: Final = 30.0
 
-_Error = {"content": {"application/json": {"schema": {
-    "type": "object", "properties": {"detail": {}}, "required": ["detail"]}}}}
+_Error = {
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "properties": {"detail": {}}, "required": ["detail"]}
+        }
+    }
+}
 # Answers every route can give; each route adds its own (409 on a second acknowledgement...).
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "The body is not valid JSON", **_Error},

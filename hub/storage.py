@@ -70,6 +70,8 @@ DetectionRow = tuple[
 ]  # fmt: skip
 # device, online, since, last_seen, battery_low, tamper, fault, fault_since, stuck
 HealthRecord = tuple[str, bool, datetime, datetime | None, bool, bool, bool, datetime | None, bool]
+
+
 @dataclass(frozen=True, slots=True)
 class StoredHealth:
     """A ``device_health`` row: what the hub resumes a device's health from."""

@@ -315,7 +315,6 @@ async def _tests(
     return out
 
 
-
 def _month(today: date, months_back: int) -> date:
     index = today.year * 12 + today.month - 1 - months_back
     return date(index // 12, index % 12 + 1, 1)

@@ -250,4 +250,3 @@ async def _build(conn: AsyncConnection[Any], ctx: _Context) -> tuple[DistrictSum
 
 def _place(row: Any) -> tuple[str, str | None]:
     return (row.district, row.facility_id)
-

@@ -54,7 +54,12 @@ def accounts_add(
     secret = _new_password(password)
     account_id = _on_accounts(
         lambda conn: create_account(
-            conn, username, secret, role, display_name=name, language=language,
+            conn,
+            username,
+            secret,
+            role,
+            display_name=name,
+            language=language,
             facilities=tuple(facility or ()),
             residents=tuple(resident or ()),
             districts=tuple(district or ()),
@@ -87,4 +92,3 @@ def accounts_list() -> None:
     for username, role, display, demo, disabled in _on_accounts(rows):
         flags = " ".join(f for f, on in (("demo", demo), ("disabled", disabled)) if on)
         typer.echo(f"{username:<20} {role:<10} {display} {flags}".rstrip())
-

@@ -108,4 +108,3 @@ def alarms_resolve(
 
     alarm = _on_alarms(lambda conn: resolve(conn, alarm_id, by, "cli", resolution, note))
     typer.echo(f"alarm {alarm.id} resolved ({alarm.resolution}) by {alarm.resolved_by}")
-

@@ -319,4 +319,3 @@ def _print_bench(console: object, summary: dict[str, object]) -> None:
         f"duplicated {summary['duplicated']}; max sustained {summary.get('max_sustained_msgs_per_s')} msg/s; "
         f"p99 lag {summary['p99_lag_s']} s at {summary['lag_at_rate']} msg/s"
     )
-

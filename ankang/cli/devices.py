@@ -41,8 +41,16 @@ def _device_spec(
 
     from devices import DeviceSpec
 
-    fields = {"id": device_id, "kind": kind, "facility": facility, "room": room, "bed": bed,
-              "resident": resident, "heartbeat_s": heartbeat_s, "placement": placement}
+    fields = {
+        "id": device_id,
+        "kind": kind,
+        "facility": facility,
+        "room": room,
+        "bed": bed,
+        "resident": resident,
+        "heartbeat_s": heartbeat_s,
+        "placement": placement,
+    }
     try:
         return DeviceSpec.model_validate(fields)
     except ValidationError as exc:
@@ -247,4 +255,3 @@ def devices_broker_sync() -> None:
     typer.echo("broker in step" if not problems else f"{len(problems)} accounts need attention")
     if problems:
         raise typer.Exit(1)
-

@@ -157,6 +157,7 @@ def eval_fall(
 
     from lab.docregion import publish
     from lab.falls import DOCS_REGION, DatasetError, evaluate, plot_report, progress_printer, report_markdown
+
     try:
         summary, outcomes = evaluate(
             model, seed=seed, falls_per_cell=falls, adl_per_cell=adl, progress=progress_printer()
@@ -191,4 +192,3 @@ def eval_fall(
         f"HAPT false alarms {hapt['false_alarms']} in {hapt['hours']} h ({hapt['per_hour']}/h), "
         f"delay median {delay['median']} s, p95 {delay['p95']} s, max {delay['max']} s"
     )
-

@@ -62,4 +62,3 @@ def replay(
     )
     if failed:
         raise typer.Exit(1)
-

@@ -128,4 +128,3 @@ def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
     except DemoError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
-

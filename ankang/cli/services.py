@@ -57,4 +57,3 @@ def services_down() -> None:
     mqtt.stop()
     pg.stop()
     typer.echo("services stopped")
-

@@ -93,4 +93,3 @@ def simulate(
         f"{result['processes']} process(es); {result['incidents']} incidents"
         + (f" written to {truth}" if truth else "")
     )
-

@@ -44,8 +44,6 @@ def train_fall(
         f"fit and threshold {summary['seconds']['fit_and_cv']} s"
     )
     typer.echo(
-        f"to use it: ANKANG_FALL_MODEL={out.resolve()} for the hub; "
-        f"ankang eval fall --model {out} scores it",
+        f"to use it: ANKANG_FALL_MODEL={out.resolve()} for the hub; ankang eval fall --model {out} scores it",
         err=True,
     )
-

@@ -36,8 +36,13 @@ def test_train_fall_writes_into_the_state_directory_not_the_package(tmp_path: Pa
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(b"model")
         written.append(out)
-        return {"model": str(out), "model_bytes": 5, "rows": 1, "positives": 1,
-                "seconds": {"features": 0.0, "fit_and_cv": 0.0}}
+        return {
+            "model": str(out),
+            "model_bytes": 5,
+            "rows": 1,
+            "positives": 1,
+            "seconds": {"features": 0.0, "fit_and_cv": 0.0},
+        }
 
     monkeypatch.setattr(lab.falls, "train", fake_train)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))

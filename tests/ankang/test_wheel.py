@@ -57,11 +57,23 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     # this interpreter's pip installs into the fresh one: only what the wheel declares, pinned
-    _pip("--python", str(venv / "bin" / "python"), "install", "-c", str(ROOT / "requirements.lock"),
-         str(wheel), cwd=base)
+    _pip(
+        "--python",
+        str(venv / "bin" / "python"),
+        "install",
+        "-c",
+        str(ROOT / "requirements.lock"),
+        str(wheel),
+        cwd=base,
+    )
     where = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import api, ankang; print(api.__file__, ankang.__file__)"],
-        cwd=base, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True, timeout=60,
+        cwd=base,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
     assert str(ROOT) not in where and str(venv) in where, where
     return venv / "bin"

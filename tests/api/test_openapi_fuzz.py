@@ -25,21 +25,33 @@ def test_no_generated_request_gets_a_server_error(api: ApiProcess, api_db: str, 
     before = [f["id"] for f in client.get("/api/v1/facilities").json()]
     run = subprocess.run(
         [
-            str(Path(sys.executable).parent / "schemathesis"), "run", f"{api.url}/api/v1/openapi.json",
-            "--header", f"Authorization: {token}",
-            "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
-                        "response_schema_conformance",
+            str(Path(sys.executable).parent / "schemathesis"),
+            "run",
+            f"{api.url}/api/v1/openapi.json",
+            "--header",
+            f"Authorization: {token}",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
             # the stream never ends, and logging out would end the token the other cases use
-            "--exclude-path", "/api/v1/alarms/stream",
-            "--exclude-operation-id-regex", "logout",
-            "--max-examples", "30",
+            "--exclude-path",
+            "/api/v1/alarms/stream",
+            "--exclude-operation-id-regex",
+            "logout",
+            "--max-examples",
+            "30",
             "--generation-deterministic",
-            "--request-timeout", "30",
+            "--request-timeout",
+            "30",
             # one worker: CPython 3.11's ast.parse is not thread-safe, and hypothesis parses lambdas with it
-            "--workers", "1",
+            "--workers",
+            "1",
             "--no-color",
         ],
-        capture_output=True, text=True, timeout=900, cwd=tmp_path, check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+        check=False,
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "passed" in run.stdout.lower()
@@ -51,9 +63,18 @@ def test_no_generated_request_gets_a_server_error(api: ApiProcess, api_db: str, 
 def test_the_spec_documents_every_resource(api: ApiProcess) -> None:
     spec = httpx.get(f"{api.url}/api/v1/openapi.json").json()
     paths = set(spec["paths"])
-    for path in ("/api/v1/facilities", "/api/v1/residents", "/api/v1/devices/{device_id}/readings",
-                 "/api/v1/alarms", "/api/v1/alarms/stream", "/api/v1/alarms/{alarm_id}/ack",
-                 "/api/v1/alarms/{alarm_id}/resolve", "/api/v1/alarms/{alarm_id}/events",
-                 "/api/v1/alarms/{alarm_id}/evidence", "/api/v1/contacts",
-                 "/api/v1/facilities/{facility_id}/policies", "/api/v1/auth/token"):
+    for path in (
+        "/api/v1/facilities",
+        "/api/v1/residents",
+        "/api/v1/devices/{device_id}/readings",
+        "/api/v1/alarms",
+        "/api/v1/alarms/stream",
+        "/api/v1/alarms/{alarm_id}/ack",
+        "/api/v1/alarms/{alarm_id}/resolve",
+        "/api/v1/alarms/{alarm_id}/events",
+        "/api/v1/alarms/{alarm_id}/evidence",
+        "/api/v1/contacts",
+        "/api/v1/facilities/{facility_id}/policies",
+        "/api/v1/auth/token",
+    ):
         assert path in paths, path
