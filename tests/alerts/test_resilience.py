@@ -120,10 +120,11 @@ def test_a_loop_that_fails_with_any_exception_backs_off_and_keeps_running(databa
             deliver_s=0.05,
             retry_max_s=0.1,
         )
+        # Raised (and applied here) before the service starts: its consumer would otherwise race
+        # this test's own apply for the detection.
+        await asyncio.to_thread(raise_alarm, database, "fire", "fac-1/101", T0)
         stop = asyncio.Event()
         runner = asyncio.create_task(service.run(stop, apply_migrations=False), name="test.alerts")
-        raise_alarm_in_thread = asyncio.to_thread(raise_alarm, database, "fire", "fac-1/101", T0)
-        await raise_alarm_in_thread
         for _ in range(200):
             if runner.done():
                 break
