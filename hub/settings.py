@@ -5,11 +5,13 @@ It is validated once at start-up and passed in; nothing reads the environment la
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.mqtt import MqttEndpoint
@@ -18,6 +20,28 @@ DEFAULT_MQTT_URL = "mqtt://127.0.0.1:18830"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:55432/ankang"
 
 PositiveInt = Annotated[int, Field(ge=1)]
+
+BrokerAuthMode = Literal["none", "passwd", "dynsec"]
+
+
+@dataclass(frozen=True, slots=True)
+class PasswdFilesSettings:
+    """Mosquitto's password and ACL files, and its pid file for the reload signal."""
+
+    password_file: Path
+    acl_file: Path
+    pid_file: Path
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    """How provisioning reaches the broker (docs/deployment.md), checked as a whole: the
+    files that ``passwd`` needs, the admin account that ``dynsec`` needs."""
+
+    mode: BrokerAuthMode
+    files: PasswdFilesSettings | None
+    admin: MqttEndpoint | None
+    public_url: str  # the address printed for devices with their credentials
 
 
 class Settings(BaseSettings):
@@ -44,7 +68,7 @@ class Settings(BaseSettings):
     # How `ankang devices provision|rotate|revoke` reach the broker (docs/deployment.md):
     # "none" (anonymous broker, credentials only recorded), "passwd" (Mosquitto password and
     # ACL files, reloaded with SIGHUP) or "dynsec" (Mosquitto's dynamic-security plugin).
-    broker_auth: Literal["none", "passwd", "dynsec"] = "none"
+    broker_auth: BrokerAuthMode = "none"
     broker_password_file: str | None = None
     broker_acl_file: str | None = None
     broker_pid_file: str | None = None  # the running Mosquitto's pid_file, for the SIGHUP
@@ -114,9 +138,50 @@ class Settings(BaseSettings):
             raise ValueError("ANKANG_DATABASE_URL must be a postgresql:// URL")
         return value
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        """Checks that span several settings, so that every command refuses the same
+        inconsistent configuration at start-up with the same message."""
+        if self.hub_partition >= self.hub_partitions:
+            raise ValueError(
+                f"ANKANG_HUB_PARTITION {self.hub_partition} must be below "
+                f"ANKANG_HUB_PARTITIONS {self.hub_partitions}"
+            )
+        if self.broker_auth == "passwd":
+            missing = [
+                name
+                for name, value in (
+                    ("ANKANG_BROKER_PASSWORD_FILE", self.broker_password_file),
+                    ("ANKANG_BROKER_ACL_FILE", self.broker_acl_file),
+                    ("ANKANG_BROKER_PID_FILE", self.broker_pid_file),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"ANKANG_BROKER_AUTH=passwd needs {', '.join(missing)}")
+        if self.broker_auth == "dynsec" and not self.broker_admin_url:
+            raise ValueError("ANKANG_BROKER_AUTH=dynsec needs ANKANG_BROKER_ADMIN_URL")
+        if self.broker_admin_url is not None:
+            parts = urlsplit(self.broker_admin_url)
+            if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or not parts.username:
+                raise ValueError("ANKANG_BROKER_ADMIN_URL must look like mqtt[s]://admin:secret@host:port")
+        return self
+
     @property
     def mqtt(self) -> MqttEndpoint:
         return MqttEndpoint.from_url(self.mqtt_url, ca_file=self.mqtt_ca_file)
+
+    @property
+    def broker(self) -> BrokerSettings:
+        files = None
+        if self.broker_password_file and self.broker_acl_file and self.broker_pid_file:
+            files = PasswdFilesSettings(
+                Path(self.broker_password_file), Path(self.broker_acl_file), Path(self.broker_pid_file)
+            )
+        admin = None
+        if self.broker_admin_url:
+            admin = MqttEndpoint.from_url(self.broker_admin_url, ca_file=self.mqtt_ca_file)
+        return BrokerSettings(self.broker_auth, files, admin, self.broker_public_url or self.mqtt.url)
 
     def retention(self) -> dict[str, timedelta]:
         """Table name to age after which its rows (chunks) are dropped."""

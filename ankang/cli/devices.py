@@ -116,7 +116,6 @@ def _with_provisioner(action: Callable[[Provisioner], Awaitable[T]]) -> T:
     """Run ``action`` with a Provisioner wired to the broker named by ``ANKANG_BROKER_*``."""
     import psycopg
 
-    from devices.mqtt import MqttEndpoint
     from devices.provisioning import (
         BridgeTopics,
         BrokerAuth,
@@ -134,29 +133,20 @@ def _with_provisioner(action: Callable[[Provisioner], Awaitable[T]]) -> T:
     except ProvisioningError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    # the settings have checked that the mode has what it needs (hub.settings)
+    chosen = settings.broker
     broker: BrokerAuth
-    if settings.broker_auth == "passwd":
-        files = (settings.broker_password_file, settings.broker_acl_file, settings.broker_pid_file)
-        if None in files:
-            typer.echo(
-                "ANKANG_BROKER_AUTH=passwd needs ANKANG_BROKER_PASSWORD_FILE, ANKANG_BROKER_ACL_FILE "
-                "and ANKANG_BROKER_PID_FILE",
-                err=True,
-            )
-            raise typer.Exit(2)
-        broker = PasswdFiles(*(Path(str(f)) for f in files))
-    elif settings.broker_auth == "dynsec":
-        if not settings.broker_admin_url:
-            typer.echo("ANKANG_BROKER_AUTH=dynsec needs ANKANG_BROKER_ADMIN_URL", err=True)
-            raise typer.Exit(2)
+    if chosen.mode == "passwd" and chosen.files is not None:
+        broker = PasswdFiles(chosen.files.password_file, chosen.files.acl_file, chosen.files.pid_file)
+    elif chosen.mode == "dynsec" and chosen.admin is not None:
         try:
-            broker = Dynsec(MqttEndpoint.from_url(settings.broker_admin_url, ca_file=settings.mqtt_ca_file))
+            broker = Dynsec(chosen.admin)
         except ProvisioningError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None
     else:
         broker = NoBrokerAuth()
-    public_url = settings.broker_public_url or settings.mqtt.url
+    public_url = chosen.public_url
 
     return with_database(
         lambda conn: action(Provisioner(conn, broker, public_url, bridges)),
