@@ -41,7 +41,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
 import numpy as np
 import orjson
@@ -71,6 +71,26 @@ if TYPE_CHECKING:  # the engine pulls in numpy models; ingest itself needs only 
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+Lane = Literal["all", "bulk", "urgent"]
+# Which channels each lane judges sequence numbers by (docs/devices.md, "Lanes"): a device that
+# shares one counter across its telemetry and its events shows gaps in each lane, never an
+# out-of-order message because the other lane got ahead.
+LANE_CHANNELS: Final[dict[Lane, tuple[str, ...] | None]] = {
+    "all": None,
+    "bulk": ("telemetry",),
+    "urgent": ("event", "status"),
+}
+URGENT_CHANNELS: Final = frozenset({"event", "status"})
+
+
+def is_urgent_topic(topic: str) -> bool:
+    """A native event or status topic: small, urgent, never behind bulk telemetry."""
+    if not topic.startswith(TOPIC_PREFIX):
+        return False
+    parts = topic[len(TOPIC_PREFIX) :].split("/")
+    return len(parts) == 2 and parts[1] in URGENT_CHANNELS
 
 
 def partition_of(device_id: str, partitions: int) -> int:
@@ -301,8 +321,13 @@ class Ingestor:
         retry_max_s: float = 5.0,
         engine: DetectionEngine | None = None,
         adapters: Adapters | None = None,
+        lane: Lane = "all",
     ) -> None:
         self._db = db
+        self.lane: Lane = lane
+        self._channels = LANE_CHANNELS[lane]
+        # the hub's receive time of the newest message this lane has prepared
+        self.heard = 0.0
         self._adapters = adapters or None
         self._engine = engine
         self._registry = registry
@@ -376,8 +401,15 @@ class Ingestor:
         Nothing of this worker's state changes unless it returns: a ``prepare`` that raised
         can be tried again with the same messages (``prepare_isolated``).
         """
-        service = [m for m in inbound if not is_device_input(m.topic)]
-        candidates_in = [m for m in inbound if is_device_input(m.topic)] if service else inbound
+        # Topics that are not this lane's: the alert service's own and the command topics,
+        # and in the bulk lane the events and statuses the urgent lane takes (its session
+        # receives them too; acknowledged untouched here).
+        if self.lane == "bulk":
+            service = [m for m in inbound if not is_device_input(m.topic) or is_urgent_topic(m.topic)]
+            candidates_in = [m for m in inbound if is_device_input(m.topic) and not is_urgent_topic(m.topic)]
+        else:
+            service = [m for m in inbound if not is_device_input(m.topic)]
+            candidates_in = [m for m in inbound if is_device_input(m.topic)] if service else inbound
         owned = [m for m in candidates_in if self.owns(m.topic)] if self._partitions > 1 else candidates_in
         started = time.perf_counter()
         routes = [self._route(m.topic) for m in owned]
@@ -407,7 +439,7 @@ class Ingestor:
             {m.device_id for _, m in candidates if m.seq >= 0 and m.device_id not in self._positions}
         )
         if unseen:
-            found = await self._retrying(lambda: self._db.last_positions(unseen))
+            found = await self._retrying(lambda: self._db.last_positions(unseen, self._channels))
             self._positions.update(found)  # what the database holds: safe to keep at once
 
         accepted: list[tuple[Inbound, Message]] = []
@@ -489,6 +521,8 @@ class Ingestor:
         # Only now, with nothing left that can fail, does the batch become this worker's.
         self._inflight.update(in_batch)
         self._tentative.update(advances)
+        if inbound:
+            self.heard = max(self.heard, inbound[-1].received_at)  # arrival order
         return Prepared(
             inbound=inbound,
             accepted=accepted,

@@ -63,6 +63,18 @@ class HubMetrics:
         self.queue_depth = Gauge(
             "ankang_ingest_queue_depth", "Messages received, not yet committed", registry=r
         )
+        self.lane_delay = Gauge(
+            "ankang_lane_delay_seconds",
+            "How old, by its device's clock, the freshest message of the lane's last committed batch was",
+            ["lane"],
+            registry=r,
+        )
+        self.lane_queue_depth = Gauge(
+            "ankang_lane_queue_depth",
+            "Messages received in the lane, not yet committed",
+            ["lane"],
+            registry=r,
+        )
         self.db_up = Gauge("ankang_database_up", "1 while the database accepts writes", registry=r)
         self.mqtt_up = Gauge("ankang_mqtt_connected", "1 while connected to the broker", registry=r)
         self.job_runs = Counter("ankang_job_runs", "Scheduled job runs", ["job", "result"], registry=r)

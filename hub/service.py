@@ -16,15 +16,18 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from devices.adapters import Adapter, Adapters, ChirpStack, Zigbee2Mqtt
+from devices.mqtt import MqttEndpoint
 from hub.detectors.health import HealthRow
 from hub.errors import ConfigError
-from hub.ingest import MAX_ATTEMPTS, DeadLetter, Ingestor, Prepared, add_findings, partition_of
+from hub.ingest import MAX_ATTEMPTS, DeadLetter, Ingestor, Lane, Prepared, add_findings, partition_of
 from hub.jobs import Scheduler
 from hub.metrics import HubMetrics, OpsServer
 from hub.mqtt import MqttSession
@@ -41,6 +44,11 @@ log = logging.getLogger(__name__)
 # (ankang/v1/{id}/telemetry/extra) is quarantined rather than unheard; the alert service's
 # own topics and the command topics are acknowledged untouched (devices.contract).
 SUBSCRIPTIONS = ("ankang/v1/#",)
+# The urgent lane's session: events and statuses (last wills, heartbeats), in small
+# transactions committed at once. The bulk session receives them too and leaves them to it.
+URGENT_SUBSCRIPTIONS = ("ankang/v1/+/event", "ankang/v1/+/status")
+URGENT_RECEIVE_MAXIMUM = 2_000
+URGENT_MAX_BATCH = 500
 
 
 def _adapters(s: Settings, registry: RegistryCache) -> Adapters:
@@ -55,16 +63,44 @@ def _adapters(s: Settings, registry: RegistryCache) -> Adapters:
     return Adapters(chosen)
 
 
+@dataclass(eq=False)
+class _Lane:
+    """One ingest lane: its own MQTT session, pipeline and transactions (docs/devices.md)."""
+
+    name: Lane
+    ingestor: Ingestor
+    session: MqttSession
+    max_batch: int
+    linger_s: float
+    queue: asyncio.Queue[Prepared | None] = field(default_factory=lambda: asyncio.Queue(maxsize=2))
+    preparing: bool = False
+    delay_s: float = 0.0  # how old the freshest message of the last committed batch was, by its device
+
+    def caught_up(self) -> bool:
+        return (
+            self.session.connected
+            and self.session.pending == 0
+            and self.queue.qsize() == 0
+            and not self.preparing
+            and self.ingestor.database_ok
+        )
+
+    def pending_batches(self) -> list[Prepared]:
+        return [p for p in list(self.queue._queue) if p is not None]  # type: ignore[attr-defined]
+
+
 class Hub:
+    """The hub process. Two lanes by default (docs/devices.md, "Lanes"): events, statuses and
+    the bridges' small messages on the urgent lane, native telemetry on the bulk lane, each
+    with its own persistent session, so that a smoke alarm never waits behind acceleration
+    blocks."""
+
     def __init__(self, settings: Settings, *, drain_timeout: float = 10.0) -> None:
         self._settings = settings
         self._drain_timeout = drain_timeout
         self.metrics = HubMetrics()
-        self._mqtt: MqttSession | None = None
-        self._ingestor: Ingestor | None = None
-        self._queue: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=2)
+        self._lanes: list[_Lane] = []
         self._fall_detection = False
-        self._preparing = False
 
     def client_id(self) -> str:
         """The hub's persistent session. With an account, its name (the broker ties the
@@ -74,15 +110,35 @@ class Hub:
             return s.mqtt.client_id(s.hub_client_id)
         return s.mqtt.client_id(f"{s.hub_client_id}-{s.hub_partition}of{s.hub_partitions}")
 
+    def _urgent_endpoint(self) -> MqttEndpoint | None:
+        """The urgent lane's broker account, or None for one lane. Its session needs a
+        client id of its own, so on a broker that ties client ids to accounts it needs an
+        account of its own (``ANKANG_MQTT_URGENT_URL``)."""
+        s = self._settings
+        if not s.urgent_lane:
+            return None
+        if s.mqtt_urgent_url:
+            return MqttEndpoint.from_url(s.mqtt_urgent_url, ca_file=s.mqtt_ca_file)
+        if s.mqtt.username is not None:
+            log.warning(
+                "ONE LANE: ANKANG_MQTT_URL has an account but ANKANG_MQTT_URGENT_URL is not set, so fire, "
+                "gas and SOS events share the queue of bulk telemetry (docs/deployment.md)"
+            )
+            return None
+        return s.mqtt
+
     def health(self) -> dict[str, Any]:
-        mqtt_ok = self._mqtt is not None and self._mqtt.connected
-        db_ok = self._ingestor is not None and self._ingestor.database_ok
-        pending = self._mqtt.pending if self._mqtt else 0
+        mqtt_ok = bool(self._lanes) and all(lane.session.connected for lane in self._lanes)
+        db_ok = bool(self._lanes) and all(lane.ingestor.database_ok for lane in self._lanes)
         return {
             "ok": mqtt_ok and db_ok,
             "mqtt": mqtt_ok,
             "database": db_ok,
-            "pending": pending,
+            "pending": sum(lane.session.pending for lane in self._lanes),
+            "lanes": {
+                lane.name: {"pending": lane.session.pending, "delay_s": round(lane.delay_s, 3)}
+                for lane in self._lanes
+            },
             "detection": self._settings.detection,
             "fall_detection": self._fall_detection,
         }
@@ -93,67 +149,111 @@ class Hub:
             applied = await migrate(s.database_url)
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
-        async with Database(s.database_url, name="ankang-hub") as db:
+        async with Database(s.database_url, name="ankang-hub") as db, contextlib.AsyncExitStack() as stack:
             registry = RegistryCache(db, s.database_url)
             await registry.load_all()
             engine = await self._engine(db, registry) if s.detection else None
             adapters = _adapters(s, registry)
-            self._ingestor = Ingestor(
-                db,
-                registry,
-                self.metrics,
-                partition=s.hub_partition,
-                partitions=s.hub_partitions,
-                retry_max_s=s.ingest_retry_max_s,
-                engine=engine,
-                adapters=adapters,
-            )
-            session = MqttSession(
-                s.mqtt,
-                self.client_id(),
-                (*SUBSCRIPTIONS, *adapters.subscriptions),
-                session_expiry_s=s.mqtt_session_expiry_s,
-                receive_maximum=s.mqtt_receive_maximum,
-                keepalive_s=s.mqtt_keepalive_s,
-            )
-            async with OpsServer(s.metrics_host, s.metrics_port, self.metrics, self.health), session as mqtt:
-                self._mqtt = mqtt
-                log.info(
-                    "hub %s running (partition %d of %d)", self.client_id(), s.hub_partition, s.hub_partitions
+
+            def ingestor(lane: Lane, with_adapters: bool) -> Ingestor:
+                return Ingestor(
+                    db,
+                    registry,
+                    self.metrics,
+                    partition=s.hub_partition,
+                    partitions=s.hub_partitions,
+                    retry_max_s=s.ingest_retry_max_s,
+                    engine=engine,
+                    adapters=adapters if with_adapters else None,
+                    lane=lane,
                 )
-                intake_done = asyncio.Event()
-                async with asyncio.TaskGroup() as tg:
-                    intake = tg.create_task(self._prepare_loop(mqtt, stop), name="hub.prepare")
-                    others = [
-                        tg.create_task(self._commit_loop(mqtt, intake_done), name="hub.commit"),
-                        tg.create_task(registry.listen(intake_done), name="hub.registry"),
+
+            def session(
+                endpoint: MqttEndpoint, client_id: str, topics: Sequence[str], limit: int
+            ) -> MqttSession:
+                return MqttSession(
+                    endpoint,
+                    client_id,
+                    topics,
+                    session_expiry_s=s.mqtt_session_expiry_s,
+                    receive_maximum=limit,
+                    keepalive_s=s.mqtt_keepalive_s,
+                )
+
+            urgent = self._urgent_endpoint()
+            if urgent is None:
+                specs = [("all", s.mqtt, self.client_id(), (*SUBSCRIPTIONS, *adapters.subscriptions), True)]
+            else:
+                urgent_id = urgent.client_id(f"{self.client_id()}-urgent")
+                specs = [
+                    ("urgent", urgent, urgent_id, (*URGENT_SUBSCRIPTIONS, *adapters.subscriptions), True),
+                    ("bulk", s.mqtt, self.client_id(), SUBSCRIPTIONS, False),
+                ]
+            for name, endpoint, client_id, topics, with_adapters in specs:
+                lane_name: Lane = name  # type: ignore[assignment]
+                small = lane_name == "urgent"
+                limit = (
+                    min(s.mqtt_receive_maximum, URGENT_RECEIVE_MAXIMUM) if small else s.mqtt_receive_maximum
+                )
+                entered = await stack.enter_async_context(session(endpoint, client_id, topics, limit))
+                self._lanes.append(
+                    _Lane(
+                        lane_name,
+                        ingestor(lane_name, with_adapters),
+                        entered,
+                        # small transactions committed at once: no linger, small batches
+                        max_batch=min(s.ingest_max_batch, URGENT_MAX_BATCH) if small else s.ingest_max_batch,
+                        linger_s=0.0 if small else s.ingest_linger_s,
+                    )
+                )
+            await stack.enter_async_context(
+                OpsServer(s.metrics_host, s.metrics_port, self.metrics, self.health)
+            )
+            log.info(
+                "hub %s running (partition %d of %d; lanes: %s)",
+                self.client_id(),
+                s.hub_partition,
+                s.hub_partitions,
+                ", ".join(lane.name for lane in self._lanes),
+            )
+            intake_done = asyncio.Event()
+            async with asyncio.TaskGroup() as tg:
+                intakes = [
+                    tg.create_task(self._prepare_loop(lane, stop), name=f"hub.prepare.{lane.name}")
+                    for lane in self._lanes
+                ]
+                others = [
+                    tg.create_task(self._commit_loop(lane, intake_done), name=f"hub.commit.{lane.name}")
+                    for lane in self._lanes
+                ]
+                others += [
+                    tg.create_task(registry.listen(intake_done), name="hub.registry"),
+                    tg.create_task(
+                        Scheduler(db, s, self.metrics, self._baselines_loader(db, engine)).run(intake_done),
+                        name="hub.jobs",
+                    ),
+                    tg.create_task(self._gauges(intake_done), name="hub.gauges"),
+                ]
+                if engine is not None:
+                    others.append(
                         tg.create_task(
-                            Scheduler(db, s, self.metrics, self._baselines_loader(db, engine)).run(
-                                intake_done
-                            ),
-                            name="hub.jobs",
-                        ),
-                        tg.create_task(self._gauges(mqtt, intake_done), name="hub.gauges"),
-                    ]
-                    if engine is not None:
-                        others.append(
-                            tg.create_task(
-                                self._detect_loop(engine, db, registry, intake_done), name="hub.detect"
-                            )
+                            self._detect_loop(engine, db, registry, intake_done), name="hub.detect"
                         )
-                    await stop.wait()
-                    log.info("stopping: draining prepared batches")
+                    )
+                await stop.wait()
+                log.info("stopping: draining prepared batches")
+                for intake in intakes:
                     intake.cancel()  # it may be waiting out a database outage
-                    try:
-                        await asyncio.wait_for(self._drained(), self._drain_timeout)
-                    except TimeoutError:
-                        log.warning("drain timed out; unacknowledged messages will be redelivered")
-                    intake_done.set()
-                    # Whatever is still waiting on the database is abandoned: a batch that was
-                    # not acknowledged is redelivered on the next start and stored once.
-                    for task in others:
-                        task.cancel()
-            self._mqtt = None
+                try:
+                    await asyncio.wait_for(self._drained(), self._drain_timeout)
+                except TimeoutError:
+                    log.warning("drain timed out; unacknowledged messages will be redelivered")
+                intake_done.set()
+                # Whatever is still waiting on the database is abandoned: a batch that was
+                # not acknowledged is redelivered on the next start and stored once.
+                for task in others:
+                    task.cancel()
+        self._lanes = []
         log.info("hub stopped")
 
     def _owned(self, device_id: str) -> bool:
@@ -241,9 +341,8 @@ class Hub:
                     # Refused, not unreachable: retrying the same rows would block every later
                     # one. Row by row instead; a refused detection is quarantined alone.
                     log.exception("database refused %d detections; isolating", len(pending.detections))
-                    assert self._ingestor is not None  # noqa: S101
                     try:
-                        await self._ingestor.write_findings_isolated(pending)
+                        await self._lanes[0].ingestor.write_findings_isolated(pending)
                         pending = StoreBatch()
                     except StorageUnavailable as exc:
                         log.warning("cannot store %d detections yet: %s", len(pending.detections), exc)
@@ -251,50 +350,42 @@ class Hub:
                 await asyncio.wait_for(done.wait(), s.detect_tick_s)
 
     def _heard_until(self, engine: DetectionEngine, now: float) -> float:
-        """How far the hub has heard: ``now`` when nothing received is still unprocessed;
-        otherwise the newest arrival it has processed. During a database outage or a
-        backlog, silence is the hub's own, not the devices'."""
-        mqtt, ingestor = self._mqtt, self._ingestor
-        caught_up = (
-            mqtt is not None
-            and mqtt.connected
-            and mqtt.pending == 0
-            and self._queue.qsize() == 0
-            and not self._preparing
-            and ingestor is not None
-            and ingestor.database_ok
-        )
-        return now if caught_up else min(now, engine.watermark)
+        """How far the hub has heard: ``now`` when nothing received is still unprocessed
+        in any lane; otherwise the newest arrival the slowest lane has processed. During a
+        database outage or a backlog, silence is the hub's own, not the devices': a device
+        is not offline because its telemetry waits in the bulk lane."""
+        behind = [lane.ingestor.heard for lane in self._lanes if not lane.caught_up()]
+        if not self._lanes:
+            return min(now, engine.watermark)
+        return now if not behind else min(now, *behind)
 
     async def _drained(self) -> None:
-        await self._queue.join()
+        for lane in self._lanes:
+            await lane.queue.join()
 
-    async def _prepare_loop(self, mqtt: MqttSession, stop: asyncio.Event) -> None:
-        assert self._ingestor is not None  # noqa: S101
-        max_batch = self._settings.ingest_max_batch
+    async def _prepare_loop(self, lane: _Lane, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            batch = await mqtt.next_batch(max_batch, timeout=0.25, linger=self._settings.ingest_linger_s)
+            batch = await lane.session.next_batch(lane.max_batch, timeout=0.25, linger=lane.linger_s)
             if not batch:
                 continue
-            self._preparing = True
+            lane.preparing = True
             try:
                 try:
-                    prepared = [await self._ingestor.prepare(batch)]
+                    prepared = [await lane.ingestor.prepare(batch)]
                 except Exception:
                     # Not an outage (prepare waits those out): something in the batch breaks
                     # the hub's own code. Handle it message by message, so that the others
                     # go on and the culprit ends in dead_letters (docs/architecture.md).
                     log.exception("preparing a batch of %d failed; isolating it", len(batch))
-                    prepared = await self._ingestor.prepare_isolated(batch)
+                    prepared = await lane.ingestor.prepare_isolated(batch)
             finally:
-                self._preparing = False
+                lane.preparing = False
             for p in prepared:
-                await self._queue.put(p)
+                await lane.queue.put(p)
 
-    async def _commit_loop(self, mqtt: MqttSession, done: asyncio.Event) -> None:
-        assert self._ingestor is not None  # noqa: S101
+    async def _commit_loop(self, lane: _Lane, done: asyncio.Event) -> None:
         while True:
-            get = asyncio.ensure_future(self._queue.get())
+            get = asyncio.ensure_future(lane.queue.get())
             finished = asyncio.ensure_future(done.wait())
             await asyncio.wait({get, finished}, return_when=asyncio.FIRST_COMPLETED)
             if not get.done():
@@ -308,23 +399,26 @@ class Hub:
             try:
                 if prepared is None:
                     return
-                result = await self._commit(prepared, done)
+                result = await self._commit(lane, prepared, done)
                 if result is not None:
                     started = time.perf_counter()
-                    mqtt.ack(prepared.inbound)
+                    lane.session.ack(prepared.inbound)
                     self.metrics.stage_seconds.labels("ack").inc(time.perf_counter() - started)
+                    if prepared.accepted:
+                        freshest = max(m.ts for _, m in prepared.accepted).timestamp()
+                        lane.delay_s = max(0.0, time.time() - freshest)
+                        self.metrics.lane_delay.labels(lane.name).set(lane.delay_s)
             finally:
-                self._queue.task_done()
+                lane.queue.task_done()
 
-    async def _commit(self, prepared: Prepared, done: asyncio.Event) -> WriteResult | None:
+    async def _commit(self, lane: _Lane, prepared: Prepared, done: asyncio.Event) -> WriteResult | None:
         """Commit one batch. ``Ingestor.commit`` isolates whatever the database refuses; if
         it raises all the same (a fault of the hub's own), the batch is tried again, and
         after ``MAX_ATTEMPTS`` its messages are acknowledged into dead_letters rather than
         stopping the hub or coming back forever."""
-        assert self._ingestor is not None  # noqa: S101
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                return await self._ingestor.commit(prepared, done)
+                return await lane.ingestor.commit(prepared, done)
             except Exception:
                 log.exception("committing a batch failed (try %d of %d)", attempt, MAX_ATTEMPTS)
         letters = Prepared(prepared.inbound, [], [], {}, 0, 0, 0)
@@ -332,14 +426,18 @@ class Hub:
             DeadLetter(raw, "commit", MAX_ATTEMPTS, "the hub failed to commit it", None)
             for raw in prepared.inbound
         ]
-        return await self._ingestor.commit(letters, done)
+        return await lane.ingestor.commit(letters, done)
 
-    async def _gauges(self, mqtt: MqttSession, done: asyncio.Event) -> None:
+    async def _gauges(self, done: asyncio.Event) -> None:
         while not done.is_set():
-            self.metrics.queue_depth.set(mqtt.pending + sum(len(p.inbound) for p in self._pending_batches()))
-            self.metrics.mqtt_up.set(1 if mqtt.connected else 0)
+            held = 0
+            for lane in self._lanes:
+                depth = lane.session.pending + sum(len(p.inbound) for p in lane.pending_batches())
+                self.metrics.lane_queue_depth.labels(lane.name).set(depth)
+                held += depth
+            self.metrics.queue_depth.set(held)
+            self.metrics.mqtt_up.set(
+                1 if self._lanes and all(lane.session.connected for lane in self._lanes) else 0
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), 1.0)
-
-    def _pending_batches(self) -> list[Prepared]:
-        return [p for p in list(self._queue._queue) if p is not None]  # type: ignore[attr-defined]

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     hub_client_id: str = "ankang-hub"
     hub_partition: int = Field(default=0, ge=0)
     hub_partitions: int = Field(default=1, ge=1, le=256)
+    # Two ingest lanes (docs/devices.md, "Lanes"): events and statuses on a session of their
+    # own, so that they never queue behind bulk telemetry. On a broker that ties client ids to
+    # accounts the urgent session needs an account of its own: mqtt[s]://user:pass@host:port.
+    urgent_lane: bool = True
+    mqtt_urgent_url: str | None = None
     # MQTT 5 session expiry: how long the broker keeps our queue while the hub is away.
     mqtt_session_expiry_s: PositiveInt = 7 * 24 * 3600
     # The most messages the hub holds unacknowledged (it acknowledges only after commit): the
@@ -123,12 +128,16 @@ class Settings(BaseSettings):
     # (`ankang alerts --no-mqtt` turns both off).
     ha_discovery: bool = True
 
-    @field_validator("mqtt_url")
+    @field_validator("mqtt_url", "mqtt_urgent_url")
     @classmethod
-    def _mqtt_url(cls, value: str) -> str:
+    def _mqtt_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         parts = urlsplit(value)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError("ANKANG_MQTT_URL must look like mqtt://user:pass@host:port")
+            raise ValueError(
+                "ANKANG_MQTT_URL and ANKANG_MQTT_URGENT_URL must look like mqtt://user:pass@host:port"
+            )
         return value
 
     @field_validator("database_url")

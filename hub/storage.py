@@ -257,8 +257,11 @@ class Database:
 
     # -- ingest ------------------------------------------------------------------------
 
-    async def last_positions(self, device_ids: Sequence[str]) -> dict[str, tuple[int, datetime]]:
-        """The newest stored (seq, ts) of each device, for devices the hub has not seen yet."""
+    async def last_positions(
+        self, device_ids: Sequence[str], channels: Sequence[str] | None = None
+    ) -> dict[str, tuple[int, datetime]]:
+        """The newest stored (seq, ts) of each device, for devices the hub has not seen yet;
+        with ``channels``, of those channels only (each ingest lane judges its own)."""
         if not device_ids:
             return {}
         async with self.connection() as conn:
@@ -267,10 +270,16 @@ class Database:
                 SELECT d.id, m.seq, m.ts
                 FROM unnest(%s::text[]) AS d(id)
                 CROSS JOIN LATERAL (
-                    SELECT seq, ts FROM messages WHERE device_id = d.id ORDER BY ts DESC, seq DESC LIMIT 1
+                    SELECT seq, ts FROM messages
+                    WHERE device_id = d.id AND (%s::text[] IS NULL OR channel = ANY(%s::text[]))
+                    ORDER BY ts DESC, seq DESC LIMIT 1
                 ) AS m
                 """,
-                (list(device_ids),),
+                (
+                    list(device_ids),
+                    None if channels is None else list(channels),
+                    None if channels is None else list(channels),
+                ),
             )
             return {row[0]: (int(row[1]), row[2]) for row in await cur.fetchall()}
 
