@@ -117,8 +117,16 @@ def parse_steps(raw: Any) -> tuple[Step, ...]:
 REMIND_S: Final = 300.0
 
 
+# Alarms about the system itself rather than about a resident or a room (IEC 60601-1-8).
+TECHNICAL: Final = frozenset({"ingest_delayed"})
+
+
 def default_steps(alarm_type: str, priority: str, facility_kind: str) -> tuple[Step, ...]:
     """What a facility without a policy gets (docs/alerts.md, "Escalation")."""
+    if alarm_type in TECHNICAL:
+        # The hub is behind: the staff on site, who must look in person meanwhile, not the
+        # families; for a home care bed, the supervising institution's duty desk.
+        return (Step(0, ("institution_desk",) if facility_kind == "home" else ("care_worker", "supervisor")),)
     if priority == "low":
         # Low battery, tamper: be aware (IEC 60601-1-8). Told once, no escalation.
         return (Step(0, ("family",) if facility_kind == "home" else ("care_worker",)),)

@@ -51,6 +51,7 @@ DEVICE_CLASS: Final[Mapping[str, str]] = {
     "sos": "safety",
     "vitals": "safety",
     "inactivity": "safety",
+    "ingest_delayed": "problem",
 }
 _PRIORITY_RANK: Final = {"high": 3, "medium": 2, "low": 1}
 

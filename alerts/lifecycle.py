@@ -135,6 +135,7 @@ _RAISE: Final = """
         room_id = coalesce(alarms.room_id, EXCLUDED.room_id),
         resident_id = coalesce(alarms.resident_id, EXCLUDED.resident_id),
         device_id = coalesce(alarms.device_id, EXCLUDED.device_id),
+        evidence = CASE WHEN %(latest_evidence)s THEN EXCLUDED.evidence ELSE alarms.evidence END,
         updated_at = now()
     RETURNING id, (xmax = 0) AS opened
 """
@@ -305,6 +306,7 @@ async def _raise(
             "device_id": det.device_id,
             "t": det.t,
             "evidence": Jsonb(det.evidence()),
+            "latest_evidence": rule is not None and rule.latest_evidence,
         },
     )
     row = await cur.fetchone()

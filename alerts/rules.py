@@ -35,6 +35,9 @@ class AlarmRule:
     # Seconds the condition must stay cleared before the sweep resolves the alarm;
     # None: only a person resolves it.
     auto_resolve_after_s: float | None = None
+    # Whether a repeat brings the detection's evidence: a technical alarm shows its latest
+    # figures, while a fall keeps the evidence of the fall that opened it.
+    latest_evidence: bool = False
 
 
 RULES: Final[Mapping[str, AlarmRule]] = MappingProxyType(
@@ -57,6 +60,9 @@ RULES: Final[Mapping[str, AlarmRule]] = MappingProxyType(
         # low: be aware
         "low_battery": AlarmRule("low", "until_resolved", 3600.0),
         "tamper": AlarmRule("low", "until_resolved", 600.0),
+        # technical (IEC 60601-1-8): the hub is behind. High while fire, gas and SOS are late
+        # too, medium while only bulk telemetry is; ends two minutes after the hub caught up.
+        "ingest_delayed": AlarmRule("high", "until_resolved", 120.0, latest_evidence=True),
     }
 )
 
@@ -94,13 +100,15 @@ _RAISES: Final[Mapping[tuple[str, str], str]] = MappingProxyType(
         ("fault", "warning"): "fault",
         ("stuck_sensor", "warning"): "fault",
         ("water_leak", "alarm"): "water_leak",
+        ("ingest_delayed", "alarm"): "ingest_delayed",
+        ("ingest_delayed", "warning"): "ingest_delayed",
     }
 )
 
 # A gas *warning* (LEL rising) is prompt, not immediate; the alarm that may follow raises
 # the same alarm to high. Priorities only ever go up within an alarm.
 _PRIORITY_OVERRIDE: Final[Mapping[tuple[str, str], Priority]] = MappingProxyType(
-    {("gas", "warning"): "medium"}
+    {("gas", "warning"): "medium", ("ingest_delayed", "warning"): "medium"}
 )
 
 # kind -> the types a ``clear`` of that kind ends.
@@ -121,6 +129,7 @@ _CLEARS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "tamper": ("tamper",),
         "fault": ("fault",),
         "stuck_sensor": ("fault",),
+        "ingest_delayed": ("ingest_delayed",),
     }
 )
 

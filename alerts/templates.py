@@ -42,6 +42,7 @@ TYPE_WORDS: Final[Mapping[str, Mapping[str, str]]] = {
         "fault": "设备故障",
         "low_battery": "电量低",
         "tamper": "设备被拆动",
+        "ingest_delayed": "数据延迟",
     },
     "en": {
         "fall": "Fall",
@@ -57,6 +58,7 @@ TYPE_WORDS: Final[Mapping[str, Mapping[str, str]]] = {
         "fault": "Device fault",
         "low_battery": "Low battery",
         "tamper": "Device tampered with",
+        "ingest_delayed": "Device data delayed",
     },
 }
 

@@ -97,6 +97,7 @@ ALARM_TYPES: Final[dict[str, tuple[str, str]]] = {
     "tamper": ("设备被拆", "Tamper"),
     "fault": ("设备故障", "Device fault"),
     "water_leak": ("漏水", "Water leak"),
+    "ingest_delayed": ("数据延迟", "Data delayed"),
 }
 
 

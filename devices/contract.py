@@ -51,6 +51,8 @@ EVENTS: Final = (
     "door_open",
     "door_closed",
     "water_leak",
+    # the wearable's own fall detection (many watches and pendants detect on the device)
+    "fall",
 )
 
 STATES: Final = ("online", "offline")

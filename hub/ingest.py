@@ -67,6 +67,7 @@ from hub.storage import (
 )
 
 if TYPE_CHECKING:  # the engine pulls in numpy models; ingest itself needs only the types
+    from hub.detectors.base import Found
     from hub.detectors.engine import DetectionEngine, Output
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,26 @@ def _json_safe(value: object) -> object:
 
 def add_findings(batch: StoreBatch, output: Output) -> None:
     """Rows for what the detectors found (see ``hub.detectors.engine``)."""
-    for f in output.found:
+    add_found(batch, output.found)
+    for h in output.health:
+        record: HealthRecord = (
+            h.device_id,
+            h.online,
+            _utc(h.since),
+            None if h.last_seen is None else _utc(h.last_seen),
+            h.battery_low,
+            h.tamper,
+            h.fault,
+            None if h.fault_since is None else _utc(h.fault_since),
+            h.stuck,
+        )
+        batch.health.append(record)
+    batch.gaps.extend((g.resident_id, _utc(g.started), g.seconds, g.local_hour) for g in output.gaps)
+
+
+def add_found(batch: StoreBatch, found: Sequence[Found]) -> None:
+    """Detection rows, each with the registry context it concerns."""
+    for f in found:
         d = f.detection
         window = d.window or (None, None)
         row: DetectionRow = (
@@ -205,20 +225,6 @@ def add_findings(batch: StoreBatch, output: Output) -> None:
             Jsonb(_json_safe(dict(d.detail))),
         )
         batch.detections.append(row)
-    for h in output.health:
-        record: HealthRecord = (
-            h.device_id,
-            h.online,
-            _utc(h.since),
-            None if h.last_seen is None else _utc(h.last_seen),
-            h.battery_low,
-            h.tamper,
-            h.fault,
-            None if h.fault_since is None else _utc(h.fault_since),
-            h.stuck,
-        )
-        batch.health.append(record)
-    batch.gaps.extend((g.resident_id, _utc(g.started), g.seconds, g.local_hour) for g in output.gaps)
 
 
 # A message whose handling raised this many times is acknowledged into dead_letters.

@@ -63,9 +63,10 @@ class HubMetrics:
         self.queue_depth = Gauge(
             "ankang_ingest_queue_depth", "Messages received, not yet committed", registry=r
         )
-        self.lane_delay = Gauge(
-            "ankang_lane_delay_seconds",
-            "How old, by its device's clock, the freshest message of the lane's last committed batch was",
+        self.lane_lag = Gauge(
+            "ankang_lane_lag_seconds",
+            "How far behind the lane is: the age, by the devices' clocks, of what it commits now"
+            " (0 with nothing waiting)",
             ["lane"],
             registry=r,
         )

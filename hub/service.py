@@ -27,8 +27,18 @@ from devices.adapters import Adapter, Adapters, ChirpStack, Zigbee2Mqtt
 from devices.mqtt import MqttEndpoint
 from hub.detectors.health import HealthRow
 from hub.errors import ConfigError
-from hub.ingest import MAX_ATTEMPTS, DeadLetter, Ingestor, Lane, Prepared, add_findings, partition_of
+from hub.ingest import (
+    MAX_ATTEMPTS,
+    DeadLetter,
+    Ingestor,
+    Lane,
+    Prepared,
+    add_findings,
+    add_found,
+    partition_of,
+)
 from hub.jobs import Scheduler
+from hub.lag import LagWatch, LaneClock, median_time
 from hub.metrics import HubMetrics, OpsServer
 from hub.mqtt import MqttSession
 from hub.registry import RegistryCache
@@ -74,7 +84,7 @@ class _Lane:
     linger_s: float
     queue: asyncio.Queue[Prepared | None] = field(default_factory=lambda: asyncio.Queue(maxsize=2))
     preparing: bool = False
-    delay_s: float = 0.0  # how old the freshest message of the last committed batch was, by its device
+    clock: LaneClock = field(default_factory=lambda: LaneClock(time.time()))
 
     def caught_up(self) -> bool:
         return (
@@ -84,6 +94,10 @@ class _Lane:
             and not self.preparing
             and self.ingestor.database_ok
         )
+
+    def lag(self, now: float) -> float:
+        """How far behind the lane is, by device time (``hub.lag``)."""
+        return self.clock.lag(now, waiting=not self.caught_up())
 
     def pending_batches(self) -> list[Prepared]:
         return [p for p in list(self.queue._queue) if p is not None]  # type: ignore[attr-defined]
@@ -100,6 +114,7 @@ class Hub:
         self._drain_timeout = drain_timeout
         self.metrics = HubMetrics()
         self._lanes: list[_Lane] = []
+        self._lag_watch: LagWatch | None = None
         self._fall_detection = False
 
     def client_id(self) -> str:
@@ -128,6 +143,7 @@ class Hub:
         return s.mqtt
 
     def health(self) -> dict[str, Any]:
+        now = time.time()
         mqtt_ok = bool(self._lanes) and all(lane.session.connected for lane in self._lanes)
         db_ok = bool(self._lanes) and all(lane.ingestor.database_ok for lane in self._lanes)
         return {
@@ -136,9 +152,10 @@ class Hub:
             "database": db_ok,
             "pending": sum(lane.session.pending for lane in self._lanes),
             "lanes": {
-                lane.name: {"pending": lane.session.pending, "delay_s": round(lane.delay_s, 3)}
+                lane.name: {"pending": lane.session.pending, "lag_s": round(lane.lag(now), 3)}
                 for lane in self._lanes
             },
+            "lag_alarm": self._lag_watch.level if self._lag_watch else None,
             "detection": self._settings.detection,
             "fall_detection": self._fall_detection,
         }
@@ -232,7 +249,7 @@ class Hub:
                         Scheduler(db, s, self.metrics, self._baselines_loader(db, engine)).run(intake_done),
                         name="hub.jobs",
                     ),
-                    tg.create_task(self._gauges(intake_done), name="hub.gauges"),
+                    tg.create_task(self._gauges(db, registry, intake_done), name="hub.gauges"),
                 ]
                 if engine is not None:
                     others.append(
@@ -405,9 +422,7 @@ class Hub:
                     lane.session.ack(prepared.inbound)
                     self.metrics.stage_seconds.labels("ack").inc(time.perf_counter() - started)
                     if prepared.accepted:
-                        freshest = max(m.ts for _, m in prepared.accepted).timestamp()
-                        lane.delay_s = max(0.0, time.time() - freshest)
-                        self.metrics.lane_delay.labels(lane.name).set(lane.delay_s)
+                        lane.clock.committed = median_time([m.ts.timestamp() for _, m in prepared.accepted])
             finally:
                 lane.queue.task_done()
 
@@ -428,16 +443,42 @@ class Hub:
         ]
         return await lane.ingestor.commit(letters, done)
 
-    async def _gauges(self, done: asyncio.Event) -> None:
+    async def _gauges(self, db: Database, registry: RegistryCache, done: asyncio.Event) -> None:
+        """Every second: the queue gauges, each lane's lag, and the technical alarm when a
+        lane is behind (``hub.lag``). Its detections wait out a database outage."""
+        s = self._settings
+        watch = self._lag_watch = LagWatch(
+            self.client_id(), threshold_s=s.lag_alarm_s, clear_s=min(s.lag_clear_s, s.lag_alarm_s)
+        )
+        pending = StoreBatch()
         while not done.is_set():
             held = 0
+            now = time.time()
+            lags: dict[str, float] = {}
             for lane in self._lanes:
                 depth = lane.session.pending + sum(len(p.inbound) for p in lane.pending_batches())
                 self.metrics.lane_queue_depth.labels(lane.name).set(depth)
                 held += depth
+                lags[lane.name] = lane.lag(now)
+                self.metrics.lane_lag.labels(lane.name).set(lags[lane.name])
             self.metrics.queue_depth.set(held)
             self.metrics.mqtt_up.set(
                 1 if self._lanes and all(lane.session.connected for lane in self._lanes) else 0
             )
+            facilities = {d.facility_id for d in registry.all() if self._owned(d.id)}
+            found = watch.update(now, lags, facilities)
+            if found:
+                log.warning(
+                    "ingest lag %s: %s",
+                    watch.level or "cleared",
+                    ", ".join(f"{name} {lag:.1f} s" for name, lag in lags.items()),
+                )
+                add_found(pending, found)
+            if pending.findings:
+                try:
+                    await db.write_findings(pending)
+                    pending = StoreBatch()
+                except StorageUnavailable as exc:
+                    log.debug("the lag alarm waits for the database: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), 1.0)

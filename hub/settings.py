@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     # accounts the urgent session needs an account of its own: mqtt[s]://user:pass@host:port.
     urgent_lane: bool = True
     mqtt_urgent_url: str | None = None
+    # The technical alarm "data delayed" opens at this lane lag and clears below the second
+    # (hub.lag, docs/devices.md).
+    lag_alarm_s: float = Field(default=10.0, gt=0, le=3600)
+    lag_clear_s: float = Field(default=2.0, gt=0, le=3600)
     # MQTT 5 session expiry: how long the broker keeps our queue while the hub is away.
     mqtt_session_expiry_s: PositiveInt = 7 * 24 * 3600
     # The most messages the hub holds unacknowledged (it acknowledges only after commit): the

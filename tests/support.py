@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,20 @@ class Publisher:
     def unacked(self) -> int:
         with self._lock:
             return self._published - self._acked
+
+    def publish_many(
+        self, messages: Iterable[tuple[str, bytes]], *, chunk: int = 10_000, timeout: float = 60.0
+    ) -> int:
+        """Publish a long run of QoS 1 messages, waiting for the broker's PUBACKs every
+        ``chunk``: paho's packet ids are 16 bits, so it cannot hold 65,535 unacknowledged."""
+        count = 0
+        for topic, payload in messages:
+            self.publish(topic, payload)
+            count += 1
+            if count % chunk == 0:
+                self.wait_all(timeout)
+        self.wait_all(timeout)
+        return count
 
     def wait_all(self, timeout: float = 60.0) -> None:
         """Wait until the broker has acknowledged every QoS 1 message published so far."""

@@ -39,6 +39,8 @@ Kind = Literal[
     "fault",
     "stuck_sensor",
     "fire_test",
+    # the hub's own: a lane too far behind (hub.lag), a technical alarm in IEC 60601-1-8 terms
+    "ingest_delayed",
 ]
 LEVELS: Final[tuple[str, ...]] = get_args(Level)
 KINDS: Final[tuple[str, ...]] = get_args(Kind)
@@ -75,3 +77,13 @@ class Detection:
         when = self.origin if self.origin is not None else str(round(self.t * 1000))
         metric = self.detail.get("metric", "")  # HR and RR of one mat can alarm together
         return f"{self.kind}:{self.level}:{self.subject}:{self.device_id or ''}:{metric}:{when}"
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A detection with the registry context it concerns."""
+
+    detection: Detection
+    facility_id: str | None
+    room_id: str | None
+    resident_id: str | None

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from devices import Device, Event, Message, Status, Telemetry
-from hub.detectors.base import Detection, Level
+from hub.detectors.base import Detection, Found, Level
 from hub.detectors.bed import BedDetector
 from hub.detectors.fall import Candidate, FallDetector, FallHit, FallModel
 from hub.detectors.fire import RoomFireDetector, RoomGasDetector
@@ -46,21 +46,15 @@ from hub.detectors.inactivity import Gap, InactivityDetector
 
 log = logging.getLogger(__name__)
 
+# How fast a device clock's offset estimate may rise, in seconds per second: far above a
+# quartz clock's drift (tens of ppm), far below a backlog's growth.
+CLOCK_CREEP = 1e-3
+
 # A wearable block whose |a| varies more than this is someone moving (at rest the noise of
 # a MEMS part is ~0.01 g).
 ACTIVE_STD_G = 0.05
 SEEN_REFRESH_S = 60.0  # how often device_health.last_seen is brought up to date
 FIRE_EVENTS = frozenset({"smoke_alarm", "smoke_alarm_cleared", "test"})
-
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    """A detection with the registry context it concerns."""
-
-    detection: Detection
-    facility_id: str | None
-    room_id: str | None
-    resident_id: str | None
 
 
 @dataclass(slots=True)
@@ -88,6 +82,8 @@ class DetectionEngine:
         self._facility_residents: dict[str, set[str]] = {}
         self._resident_facility: dict[str, str] = {}
         self._offsets: dict[str, float] = {}  # source -> hub time minus device time
+        # device -> (its clock's offset from the hub's, as best known; when that was judged)
+        self._clocks: dict[str, tuple[float, float]] = {}
         self._leaks: dict[str, bool] = {}
         self._baselines: dict[str, dict[int, float]] = {}
         self._pending: list[tuple[Device, FallDetector, Candidate]] = []  # fall candidates of a batch
@@ -192,16 +188,28 @@ class DetectionEngine:
             self._emit(found, device, self.health.last_will(device.id, received, origin))
             return
         self._offsets[device.id] = received - t
+        sent = t + self._clock(device.id, received - t, received)
         self._link(device)
         if isinstance(msg, Status) and msg.heartbeat_s is not None:
             self._announced[device.id] = float(msg.heartbeat_s)
         # What the device says of itself wins over the registry's default: it is what it does.
         heartbeat = self._announced.get(device.id, float(device.heartbeat_s))
-        self._emit(found, device, self.health.heard(device.id, heartbeat, received, origin))
+        self._emit(found, device, self.health.heard(device.id, heartbeat, received, origin, sent=sent))
         if isinstance(msg, Telemetry):
             self._telemetry(device, msg, t, out)
         elif isinstance(msg, Event):
             self._event(device, msg, t, received, out)
+
+    def _clock(self, device_id: str, offset: float, received: float) -> float:
+        """The device clock's offset from the hub's: the smallest ``received - ts`` seen,
+        since a message is never received before it is sent, allowed to creep up by
+        ``CLOCK_CREEP`` for drift. Messages that waited in a lane's backlog show larger
+        offsets and do not count; the quickest ones (events, statuses) set it."""
+        known = self._clocks.get(device_id)
+        if known is not None:
+            offset = min(offset, known[0] + CLOCK_CREEP * max(0.0, received - known[1]))
+        self._clocks[device_id] = (offset, received)
+        return offset
 
     def _telemetry(self, device: Device, msg: Telemetry, t: float, out: Output) -> None:
         found = out.found
@@ -277,6 +285,8 @@ class DetectionEngine:
             self._activity(device, t, "door", out)
         elif event == "water_leak":
             self._leak(device, t, not (detail is not None and detail.get("active") is False), found)
+        elif event == "fall":
+            self._emit(found, device, [_reported_fall(device, t, detail)])
 
     def _leak(self, device: Device, t: float, wet: bool, found: list[Found]) -> None:
         if self._leaks.get(device.id, False) == wet:
@@ -397,6 +407,24 @@ class DetectionEngine:
         except Exception:
             log.exception("detector for %s failed on a tick", what)
             return []
+
+
+def _reported_fall(device: Device, t: float, detail: Mapping[str, Any] | None) -> Detection:
+    """A fall the wearable detected itself: an alarm at once, on the urgent lane. Its own
+    confidence (0 … 1) is kept when it gives one; the detail is kept for the evidence."""
+    given = (detail or {}).get("confidence")
+    confidence = 1.0
+    if isinstance(given, int | float) and not isinstance(given, bool) and 0.0 <= given <= 1.0:
+        confidence = float(given)
+    return Detection(
+        "fall",
+        "alarm",
+        t,
+        device.id,
+        confidence=confidence,
+        device_id=device.id,
+        detail={"source": "device", **dict(detail or {})},
+    )
 
 
 def _fall_detection(device: Device, hit: FallHit, placement: str) -> Detection:

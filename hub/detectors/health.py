@@ -61,6 +61,7 @@ class _State:
     last_seen: float
     online: bool = True
     since: float = 0.0
+    by_will: bool = False  # offline because of a last will, received at ``since``
     deadline: float = 0.0
     battery_low: bool = False
     tamper: bool = False
@@ -145,12 +146,26 @@ class DeviceHealth:
             heapq.heappush(self._heap, (state.deadline, device_id))
 
     def heard(
-        self, device_id: str, heartbeat_s: float, received: float, origin: str | None = None
+        self,
+        device_id: str,
+        heartbeat_s: float,
+        received: float,
+        origin: str | None = None,
+        *,
+        sent: float | None = None,
     ) -> list[Detection]:
         """Any message from the device arrived at hub time ``received``; ``origin`` names
-        the message, so that a redelivered one yields the same detection key."""
+        the message, so that a redelivered one yields the same detection key. ``sent`` is
+        when the device sent it, in hub time, as far as the hub can tell.
+
+        A message sent before the last will that took the device offline does not bring it
+        back: it is older telemetry that waited in the bulk lane while the will came through
+        the urgent one (docs/devices.md, "Lanes")."""
         state = self._devices.get(device_id)
         out: list[Detection] = []
+        before_will = state is not None and not state.online and state.by_will
+        if before_will and sent is not None and state is not None and sent < state.since:
+            return out
         if state is None:
             state = _State(heartbeat_s=heartbeat_s, last_seen=received, since=received)
             self._devices[device_id] = state
@@ -158,6 +173,7 @@ class DeviceHealth:
         state.heartbeat_s = heartbeat_s
         if not state.online:
             state.online = True
+            state.by_will = False
             offline_for = received - state.since
             state.since = received
             self._dirty.add(device_id)
@@ -185,12 +201,15 @@ class DeviceHealth:
         # A device composes its will once per connection, and some reuse the same will for
         # every connection: the online period it ends makes each outage's key its own.
         period = f"{origin}@{round(state.since * 1000)}" if origin is not None else None
-        return [self._offline(device_id, state, received, "last_will", period)]
+        offline = self._offline(device_id, state, received, "last_will", period)
+        state.by_will = True
+        return [offline]
 
     def _offline(
         self, device_id: str, state: _State, t: float, reason: str, origin: str | None = None
     ) -> Detection:
         state.online = False
+        state.by_will = False
         state.since = t
         state.deadline = 0.0  # re-armed by the next message
         self._dirty.add(device_id)

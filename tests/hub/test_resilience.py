@@ -1,7 +1,9 @@
 """Nothing lost, nothing duplicated: the hub killed, the database stopped, the broker restarted.
 
 Each test streams a few thousand messages from a background publisher, breaks something in
-the middle, and then checks that every (device, seq) was stored exactly once.
+the middle, and then checks that every (device, seq) was stored exactly once. Every tenth
+block comes with an event, so that both ingest lanes are broken mid-stream (docs/devices.md,
+"Lanes").
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
+import orjson
 import pytest
 
 from tests.support import Publisher, now_ms, register, rows, scalar, wait_until, waveform
@@ -16,6 +19,7 @@ from tests.support import Publisher, now_ms, register, rows, scalar, wait_until,
 DEVICES = 20
 PER_DEVICE = 150  # 3,000 wearable messages, 150,000 samples
 TOTAL = DEVICES * PER_DEVICE
+EVENTS = TOTAL // 10  # on the urgent lane, numbered apart from the blocks
 
 
 class Stream(threading.Thread):
@@ -34,6 +38,9 @@ class Stream(threading.Thread):
             for d in range(DEVICES):
                 self.pub.publish(f"ankang/v1/w{d}/telemetry", waveform(seq, self.t0 + seq * 1000))
                 self.sent += 1
+                if seq % 10 == 0:
+                    event = {"ts": self.t0 + seq * 1000 + 500, "seq": seq // 10, "event": "door_open"}
+                    self.pub.publish(f"ankang/v1/w{d}/event", orjson.dumps(event))
             ahead = self.sent / self.rate - (time.monotonic() - start)
             if ahead > 0:
                 time.sleep(ahead)
@@ -47,10 +54,13 @@ class Stream(threading.Thread):
 
 def _assert_exactly_once(database: str) -> None:
     wait_until(
-        lambda: scalar(database, "SELECT count(*) FROM messages") >= TOTAL, 120, f"{TOTAL} messages stored"
+        lambda: scalar(database, "SELECT count(*) FROM messages") >= TOTAL + EVENTS,
+        120,
+        f"{TOTAL + EVENTS} messages stored",
     )
     time.sleep(1.0)  # anything extra would show up now
-    assert scalar(database, "SELECT count(*) FROM messages") == TOTAL
+    assert scalar(database, "SELECT count(*) FROM messages") == TOTAL + EVENTS
+    assert scalar(database, "SELECT count(*) FROM events") == EVENTS
     assert rows(database, "SELECT device_id, seq FROM messages GROUP BY 1, 2 HAVING count(*) > 1") == []
     assert scalar(database, "SELECT count(*) FROM waveforms") == TOTAL
     assert scalar(database, "SELECT count(DISTINCT (device_id, seq)) FROM waveforms") == TOTAL
@@ -77,7 +87,8 @@ def test_kill_9_mid_stream_then_restart(broker, database, hub_factory):
     stream.finish()
     _assert_exactly_once(database)
     # the restarted hub resumed its persistent session: it did not start from scratch
-    assert hub.metric("ankang_ingest_messages_total", outcome="stored") <= TOTAL - stored_at_kill + 2_000
+    stored = hub.metric("ankang_ingest_messages_total", outcome="stored")
+    assert stored <= TOTAL + EVENTS - stored_at_kill + 2_000
 
 
 @pytest.mark.slow
