@@ -47,8 +47,11 @@ from hub.detectors.inactivity import Gap, InactivityDetector
 log = logging.getLogger(__name__)
 
 # How fast a device clock's offset estimate may rise, in seconds per second: far above a
-# quartz clock's drift (tens of ppm), far below a backlog's growth.
-CLOCK_CREEP = 1e-3
+# quartz clock's drift (tens of ppm), far below a backlog's growth (a large part of a second
+# per second). A device first heard from a backlog is taken to be at most CLOCK_FIRST_GUESS
+# behind the hub: a clock further behind is found out at CLOCK_CREEP.
+CLOCK_CREEP = 1e-2
+CLOCK_FIRST_GUESS = 5.0
 
 # A wearable block whose |a| varies more than this is someone moving (at rest the noise of
 # a MEMS part is ~0.01 g).
@@ -208,6 +211,8 @@ class DetectionEngine:
         known = self._clocks.get(device_id)
         if known is not None:
             offset = min(offset, known[0] + CLOCK_CREEP * max(0.0, received - known[1]))
+        else:  # first heard perhaps from a backlog: take the clock as near the hub's
+            offset = min(offset, CLOCK_FIRST_GUESS)
         self._clocks[device_id] = (offset, received)
         return offset
 
