@@ -5,6 +5,11 @@ in the transaction that changed it). The feed reads the changed alarms in one qu
 hands each to the subscribers whose scope includes it. A subscriber that falls behind, or
 a feed that lost its LISTEN connection and may have missed changes, gets ``resync``: the
 page then reloads its list, so nothing is silently missing from a console.
+
+When the feed loses its LISTEN connection it also tells every subscriber at once
+(``lost``), so that a stream looks at its session without waiting for the next idle check:
+if the database is away the stream reports itself degraded, and the feed's ``resync`` on
+reconnecting prompts the stream to look again and recover.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ RESYNC: Final = "resync"
 # Queued to every subscriber when the server shuts down, so that streams end at once
 # instead of holding the shutdown until its grace period runs out.
 CLOSING: Final = "closing"
+# Queued to every subscriber when the LISTEN connection is lost: changes may go unheard
+# until it is back (a ``resync`` then), and the database may be away.
+LOST: Final = "lost"
 
 
 @dataclass(eq=False)
@@ -101,12 +109,14 @@ class AlarmFeed:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self.listening.set()
                     if not first:
-                        self._broadcast_resync()
+                        self._broadcast(RESYNC)
                     first = False
                     backoff = 0.5
                     await self._listen(conn, stop)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                self.listening.clear()
+                if self.listening.is_set():
+                    self.listening.clear()
+                    self._broadcast(LOST)
                 log.warning("alarm feed lost its database connection (%s); retrying", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), backoff)
@@ -135,13 +145,13 @@ class AlarmFeed:
                 views = [serialize(v) for v in await alarm_views(conn, ids)]
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             log.warning("alarm feed could not read alarms %s (%s); consoles will resync", ids, exc)
-            self._broadcast_resync()
+            self._broadcast(RESYNC)
             return
         for view in views:
             for sub in list(self._subs):
                 if sub.principal.sees_alarm(view["facility_id"], view["resident_id"]):
                     sub.offer(for_caller(view, sub.principal))
 
-    def _broadcast_resync(self) -> None:
+    def _broadcast(self, item: str) -> None:
         for sub in list(self._subs):
-            sub.offer(RESYNC)
+            sub.offer(item)

@@ -4,9 +4,10 @@ and resolve, and the live stream of changes (SSE)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
 import numpy as np
@@ -18,9 +19,12 @@ import alerts
 import hub.queries
 from alerts import AlarmNotFound, InvalidInput, TransitionRefused, queries
 from alerts.queries import AlarmView
-from api.deps import Actor, Caller, Conn, RawReader, feed, lookup, not_found, session_token
-from api.stream import CLOSING, RESYNC
+from api.deps import Actor, Caller, Conn, RawReader, feed, not_found, session_holder, session_token
+from api.stream import CLOSING, LOST, RESYNC
 from api.views import for_caller, serialize
+from hub.storage import StorageUnavailable
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
 
@@ -36,6 +40,9 @@ _MAX_TRACE: Final = 3000
 # an alarm.
 _RECHECK_S: Final = 5.0
 _RECHECK_BEFORE_SEND_S: Final = 1.0
+# While the database is away, the first pause before the session is looked at again; it
+# doubles up to _RECHECK_S.
+_AWAY_RETRY_FIRST_S: Final = 1.0
 
 
 class Ack(BaseModel):
@@ -116,38 +123,72 @@ async def stream(request: Request, caller: Caller) -> AsyncIterator[ServerSentEv
     the caller's scope opens, repeats, escalates, is acknowledged or resolved; ``resync``
     when changes may have been missed, after which a client reloads its list.
 
-    The session is checked again every few seconds, and before an alarm goes out if the last
-    check is older than a second: a logout, an expiry, a disabled account or a new password
-    ends the stream, and a changed scope applies to it."""
+    The session is checked again every few seconds, and before an alarm or a resync goes out
+    if the last check is older than a second: a logout, an expiry, a disabled account or a
+    new password ends the stream, and a changed scope applies to it.
+
+    If the database cannot be reached for that check, the stream stays open and sends
+    ``degraded`` once (``{"database": false, "since": ...}``); it then sends nothing else, no
+    alarm above all, until a check succeeds again, tried with a growing pause (keep-alive
+    comments hold the connection meanwhile). On success it sends ``resync``
+    (``{"database": true, ...}``); a session that ended meanwhile ends the stream instead."""
     alarm_feed = feed(request)
     token = session_token(request) or ""
     async with alarm_feed.subscribe(caller) as sub:
         yield ServerSentEvent(event="ready", data={"listening": alarm_feed.listening.is_set()}, retry=2000)
         checked = time.monotonic()
+        due = checked + _RECHECK_S  # when the session is looked at next, if nothing comes
+        away_since: datetime | None = None  # set while the database cannot be asked
+        pause = _AWAY_RETRY_FIRST_S
         while True:
             try:
-                item = await asyncio.wait_for(sub.next(), timeout=_RECHECK_S)
+                item = await asyncio.wait_for(sub.next(), timeout=max(0.0, due - time.monotonic()))
             except TimeoutError:
                 item = None
-            # Idle, every few seconds; before handing out an alarm, if the last look is older
-            # than a second: a revoked session gets nothing new after about a second.
-            since = time.monotonic() - checked
-            if since >= _RECHECK_S or (isinstance(item, dict) and since >= _RECHECK_BEFORE_SEND_S):
+            if item == CLOSING:
+                return
+            now = time.monotonic()
+            # Idle, when due; before handing out anything, if the last look is older than a
+            # second: a revoked session gets nothing new after about a second. The feed's
+            # ``lost`` is a reason to look now (the database may be away); while degraded
+            # the stream already knows, and waits for its next try.
+            prompted = item is not None and not (item == LOST and away_since is not None)
+            if now >= due or (prompted and now - checked >= _RECHECK_BEFORE_SEND_S):
                 if await request.is_disconnected():
                     return
-                current = await lookup(request, token)
+                try:
+                    current = await session_holder(request, token)
+                except StorageUnavailable as exc:
+                    if away_since is None:
+                        away_since = datetime.now(UTC)
+                        log.warning("a live stream cannot check its session (%s); degraded until it can", exc)
+                        yield ServerSentEvent(
+                            event="degraded", data={"database": False, "since": away_since.isoformat()}
+                        )
+                    due = time.monotonic() + pause
+                    pause = min(pause * 2, _RECHECK_S)
+                    continue  # nothing goes out on a session that could not be looked at
                 if current is None:
                     return
                 sub.principal = current
                 checked = time.monotonic()
-            if item is None:
+                due = checked + _RECHECK_S
+                pause = _AWAY_RETRY_FIRST_S
+                if away_since is not None:
+                    # Whatever changed meanwhile was not sent: the client reloads its list.
+                    log.info("a live stream reached the database again; resync")
+                    away_since = None
+                    yield ServerSentEvent(
+                        event="resync", data={"database": True, "listening": alarm_feed.listening.is_set()}
+                    )
+                    if item == RESYNC:
+                        continue
+            if item is None or item == LOST or away_since is not None:
                 continue
-            if item == CLOSING:
-                return
             if item == RESYNC:
                 yield ServerSentEvent(event="resync", data={})
             else:
-                assert isinstance(item, dict)  # noqa: S101  (the feed queues views or RESYNC)
+                assert isinstance(item, dict)  # noqa: S101  (the feed queues views or markers)
                 if not sub.principal.sees_alarm(item["facility_id"], item["resident_id"]):
                     continue  # queued before the caller's scope shrank
                 yield ServerSentEvent(event="alarm", data=item, id=f"{item['id']}:{item['updated_at']}")
