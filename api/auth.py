@@ -263,18 +263,24 @@ async def login(
     if _hasher.check_needs_rehash(row[1]):
         new_hash = await asyncio.to_thread(_hasher.hash, password)
         await conn.execute("UPDATE accounts SET password_hash = %s WHERE id = %s", (new_hash, row[0]))
-    token = secrets.token_urlsafe(32)
-    csrf = secrets.token_urlsafe(24)
     async with conn.transaction():
         await conn.execute("DELETE FROM login_failures WHERE username = %s", (username,))
         await conn.execute("DELETE FROM sessions WHERE expires_at < now()")
-        cur = await conn.execute(
-            "INSERT INTO sessions (token_sha256, account_id, csrf, expires_at)"
-            " VALUES (%s, %s, %s, now() + %s)"
-            " RETURNING expires_at",
-            (_token_digest(token), row[0], csrf, ttl),
-        )
-        expiry = await cur.fetchone()
+        return await open_session(conn, int(row[0]), ttl=ttl)
+
+
+async def open_session(conn: AsyncConnection[Any], account_id: int, *, ttl: timedelta) -> Session:
+    """A new session for an account whose password was checked (by :func:`login`), or for a
+    benchmark's many streams, which would otherwise spend minutes in argon2."""
+    token = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(24)
+    cur = await conn.execute(
+        "INSERT INTO sessions (token_sha256, account_id, csrf, expires_at)"
+        " VALUES (%s, %s, %s, now() + %s)"
+        " RETURNING expires_at",
+        (_token_digest(token), account_id, csrf, ttl),
+    )
+    expiry = await cur.fetchone()
     assert expiry is not None  # noqa: S101  (INSERT ... RETURNING)
     return Session(token, csrf, expiry[0])
 
