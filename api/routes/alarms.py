@@ -20,7 +20,7 @@ import hub.queries
 from alerts import AlarmNotFound, InvalidInput, TransitionRefused, queries
 from alerts.queries import AlarmView
 from api.deps import Actor, Caller, Conn, RawReader, feed, not_found, session_holder, session_token
-from api.stream import CLOSING, LOST, RESYNC
+from api.stream import CLOSING, ENDED, LOST, RECHECK_BEFORE_SEND_S, RECHECK_S, RESYNC, Change
 from api.views import for_caller, serialize
 from hub.storage import StorageUnavailable
 
@@ -36,12 +36,11 @@ _FIRE_BEFORE: Final = timedelta(minutes=10)
 _MAX_WINDOW: Final = timedelta(hours=2)
 _FIRE_METRICS: Final = ("temp_c", "smoke_density_pct_m", "smoke", "co_ppm", "gas_lel_pct")
 _MAX_TRACE: Final = 3000
-# How often a live stream checks that its session still holds: idle, and before it hands out
-# an alarm.
-_RECHECK_S: Final = 5.0
-_RECHECK_BEFORE_SEND_S: Final = 1.0
+# How long past the feed's due look at its session (api/stream.py) a stream waits before it
+# looks itself.
+_FEED_GRACE_S: Final = 1.5
 # While the database is away, the first pause before the session is looked at again; it
-# doubles up to _RECHECK_S.
+# doubles up to RECHECK_S.
 _AWAY_RETRY_FIRST_S: Final = 1.0
 
 
@@ -123,9 +122,10 @@ async def stream(request: Request, caller: Caller) -> AsyncIterator[ServerSentEv
     the caller's scope opens, repeats, escalates, is acknowledged or resolved; ``resync``
     when changes may have been missed, after which a client reloads its list.
 
-    The session is checked again every few seconds, and before an alarm or a resync goes out
-    if the last check is older than a second: a logout, an expiry, a disabled account or a
-    new password ends the stream, and a changed scope applies to it.
+    The session is checked again every few seconds (by the feed, for every stream in one
+    query), and before an alarm or a resync goes out if the last check is older than a
+    second: a logout, an expiry, a disabled account or a new password ends the stream, and a
+    changed scope applies to it.
 
     If the database cannot be reached for that check, the stream stays open and sends
     ``degraded`` once (``{"database": false, "since": ...}``); it then sends nothing else, no
@@ -134,26 +134,28 @@ async def stream(request: Request, caller: Caller) -> AsyncIterator[ServerSentEv
     (``{"database": true, ...}``); a session that ended meanwhile ends the stream instead."""
     alarm_feed = feed(request)
     token = session_token(request) or ""
-    async with alarm_feed.subscribe(caller) as sub:
+    async with alarm_feed.subscribe(caller, token) as sub:
         yield ServerSentEvent(event="ready", data={"listening": alarm_feed.listening.is_set()}, retry=2000)
-        checked = time.monotonic()
-        due = checked + _RECHECK_S  # when the session is looked at next, if nothing comes
         away_since: datetime | None = None  # set while the database cannot be asked
+        retry_at = 0.0  # while away: when the session is looked at again
         pause = _AWAY_RETRY_FIRST_S
         while True:
+            # The feed looks at every stream's session; a stream looks itself only when the
+            # feed has not for a while (the database may be away), or while degraded.
+            due = retry_at if away_since is not None else sub.checked + RECHECK_S + _FEED_GRACE_S
             try:
                 item = await asyncio.wait_for(sub.next(), timeout=max(0.0, due - time.monotonic()))
             except TimeoutError:
                 item = None
-            if item == CLOSING:
+            if item in (CLOSING, ENDED):
                 return
             now = time.monotonic()
-            # Idle, when due; before handing out anything, if the last look is older than a
-            # second: a revoked session gets nothing new after about a second. The feed's
-            # ``lost`` is a reason to look now (the database may be away); while degraded
-            # the stream already knows, and waits for its next try.
-            prompted = item is not None and not (item == LOST and away_since is not None)
-            if now >= due or (prompted and now - checked >= _RECHECK_BEFORE_SEND_S):
+            if away_since is None:
+                # anything to hand out (or the feed's ``lost``) wants a look no older than a second
+                look = now - sub.checked >= (RECHECK_S if item is None else RECHECK_BEFORE_SEND_S)
+            else:
+                look = now >= retry_at or (item is not None and item != LOST)
+            if look:
                 if await request.is_disconnected():
                     return
                 try:
@@ -165,14 +167,12 @@ async def stream(request: Request, caller: Caller) -> AsyncIterator[ServerSentEv
                         yield ServerSentEvent(
                             event="degraded", data={"database": False, "since": away_since.isoformat()}
                         )
-                    due = time.monotonic() + pause
-                    pause = min(pause * 2, _RECHECK_S)
+                    retry_at = time.monotonic() + pause
+                    pause = min(pause * 2, RECHECK_S)
                     continue  # nothing goes out on a session that could not be looked at
                 if current is None:
                     return
-                sub.principal = current
-                checked = time.monotonic()
-                due = checked + _RECHECK_S
+                sub.refreshed(current)
                 pause = _AWAY_RETRY_FIRST_S
                 if away_since is not None:
                     # Whatever changed meanwhile was not sent: the client reloads its list.
@@ -187,11 +187,12 @@ async def stream(request: Request, caller: Caller) -> AsyncIterator[ServerSentEv
                 continue
             if item == RESYNC:
                 yield ServerSentEvent(event="resync", data={})
-            else:
-                assert isinstance(item, dict)  # noqa: S101  (the feed queues views or markers)
-                if not sub.principal.sees_alarm(item["facility_id"], item["resident_id"]):
+            elif isinstance(item, Change):
+                if not sub.principal.sees_alarm(item.facility_id, item.resident_id):
                     continue  # queued before the caller's scope shrank
-                yield ServerSentEvent(event="alarm", data=item, id=f"{item['id']}:{item['updated_at']}")
+                yield ServerSentEvent(
+                    event="alarm", raw_data=item.data, id=f"{item.alarm_id}:{item.updated_at}"
+                )
 
 
 @router.get("/{alarm_id}", responses={404: {"description": "Unknown, or not the caller's"}})
