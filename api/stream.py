@@ -102,6 +102,16 @@ class Subscription:
                 self.queue.get_nowait()
             self.queue.put_nowait(RESYNC)
 
+    def poll(self) -> Change | str | None:
+        """The next item if one is queued, without waiting."""
+        try:
+            item = self.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+        if item == RESYNC:
+            self.overflowed = False
+        return item
+
     async def next(self) -> Change | str:
         item = await self.queue.get()
         if item == RESYNC:
@@ -216,8 +226,10 @@ class AlarmFeed:
             log.warning("alarm feed could not read alarms %s (%s); consoles will resync", ids, exc)
             self._broadcast(RESYNC)
             return
-        # Nothing goes to a session that has not been looked at for a second.
-        unchecked = set(await self._recheck(RECHECK_BEFORE_SEND_S))
+        # Nothing goes to a session that has not been looked at for a second. Those looked at
+        # half a second ago are looked at again too, so that their streams, which look
+        # themselves past a second, need not while they hand this out.
+        unchecked = set(await self._recheck(RECHECK_BEFORE_SEND_S / 2))
         for sub in unchecked:
             sub.offer(RESYNC)  # the stream looks at its session before it sends this
         for view in views:
