@@ -330,6 +330,9 @@ def bench_fanout(
         str, typer.Option(help="Shares of the streams by kind: centre, ward, regulator, family.")
     ] = "centre=0.5,ward=0.2,regulator=0.05,family=0.25",
     readers: Annotated[int, typer.Option(min=1, help="Client processes reading the streams.")] = 1,
+    profile: Annotated[
+        Path | None, typer.Option(help="Sample the API with py-spy while the alarms go out (raw stacks).")
+    ] = None,
     use_configured: Annotated[
         bool, typer.Option(help="Use ANKANG_DATABASE_URL instead of a fresh database.")
     ] = False,
@@ -348,7 +351,9 @@ def bench_fanout(
     except ValueError:
         typer.echo("--mix is KIND=SHARE,... (centre, ward, regulator, family)", err=True)
         raise typer.Exit(2) from None
-    cfg = FanoutConfig(streams=streams, alarms=alarms, interval_s=interval, mix=shares, readers=readers)
+    cfg = FanoutConfig(
+        streams=streams, alarms=alarms, interval_s=interval, mix=shares, readers=readers, profile=profile
+    )
     if use_configured:
         cfg.database_url = load_settings().database_url
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)

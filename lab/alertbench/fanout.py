@@ -27,6 +27,8 @@ import multiprocessing as mp
 import os
 import resource
 import shutil
+import signal
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -75,6 +77,7 @@ class FanoutConfig:
     readers: int = 1  # client processes the streams are spread over
     api_env: dict[str, str] = field(default_factory=dict)  # more ANKANG_* settings for the API
     database_url: str | None = None  # None: a PostgreSQL of our own
+    profile: Path | None = None  # py-spy's samples of the API while the alarms go out (raw stacks)
 
 
 @dataclass(frozen=True)
@@ -399,9 +402,13 @@ class FanoutBench:
             expected_total = self._expected_total(plan, residents)
             probe = _Probe(lambda: [api_pid])
             probe.start()
+            spy = _py_spy(api_pid, cfg.profile) if cfg.profile is not None else None
             raised = asyncio.run(self._raise(residents, delivered, expected_total))
             self._settle(delivered, expected_total)
             api_cpu = probe.used()
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its samples when interrupted
+                spy.wait(60)
             stop.set()
             # the readers answer in any order: each stream goes back to its place in the plan
             by_index: dict[int, _Record] = {}
@@ -482,6 +489,14 @@ class FanoutBench:
             "settle", delivered.value, expected_total, f"{delivered.value}/{expected_total} delivered"
         )
         time.sleep(0.5)  # anything past the expected count (a wrong-scope delivery) has a moment to show
+
+
+def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    binary = shutil.which("py-spy")
+    if binary is None:
+        raise RuntimeError("--profile needs py-spy (pip install py-spy)")
+    args = [binary, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "-o", str(out)]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
 
 
 def interleaved(cfg: FanoutConfig, residents: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
