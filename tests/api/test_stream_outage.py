@@ -118,6 +118,7 @@ def test_the_stream_outlives_a_database_outage_and_resyncs(
             assert refused.status_code == 503, refused.text
             assert refused.headers["content-type"].startswith("application/json")
             assert "database" in refused.json()["detail"]
+            assert refused.headers["retry-after"] == "5"
             time.sleep(6)  # more re-checks fail meanwhile: still one degraded event, no alarm
             assert not stream.ended.is_set(), stream.error
             assert stream.names()[down:].count("degraded") == 1
@@ -217,6 +218,7 @@ def test_the_console_shows_the_outage_and_the_lost_connection_and_recovers(
 
         # The API itself goes away: the browser reconnects by itself, and says so meanwhile.
         assert api.stop() == 0, api.log()[-3000:]
+        _no_tracebacks(api)  # the next start logs to a file of its own
         expect(banner).to_be_visible(timeout=10_000)
         expect(banner).to_have_attribute("data-kind", "connection")
         expect(status).to_have_attribute("data-state", "down")
