@@ -60,7 +60,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             stop = asyncio.Event()
             app.state.db = db
             app.state.timescale = await _has_timescale(db)
-            app.state.feed = AlarmFeed(settings.database_url, db)
+            app.state.feed = AlarmFeed(settings.database_url, db, allow_demo=settings.demo)
             task = asyncio.create_task(app.state.feed.run(stop), name="api.alarm-feed")
             try:
                 yield

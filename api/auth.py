@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, get_args
@@ -263,18 +264,24 @@ async def login(
     if _hasher.check_needs_rehash(row[1]):
         new_hash = await asyncio.to_thread(_hasher.hash, password)
         await conn.execute("UPDATE accounts SET password_hash = %s WHERE id = %s", (new_hash, row[0]))
-    token = secrets.token_urlsafe(32)
-    csrf = secrets.token_urlsafe(24)
     async with conn.transaction():
         await conn.execute("DELETE FROM login_failures WHERE username = %s", (username,))
         await conn.execute("DELETE FROM sessions WHERE expires_at < now()")
-        cur = await conn.execute(
-            "INSERT INTO sessions (token_sha256, account_id, csrf, expires_at)"
-            " VALUES (%s, %s, %s, now() + %s)"
-            " RETURNING expires_at",
-            (_token_digest(token), row[0], csrf, ttl),
-        )
-        expiry = await cur.fetchone()
+        return await open_session(conn, int(row[0]), ttl=ttl)
+
+
+async def open_session(conn: AsyncConnection[Any], account_id: int, *, ttl: timedelta) -> Session:
+    """A new session for an account whose password was checked (by :func:`login`), or for a
+    benchmark's many streams, which would otherwise spend minutes in argon2."""
+    token = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(24)
+    cur = await conn.execute(
+        "INSERT INTO sessions (token_sha256, account_id, csrf, expires_at)"
+        " VALUES (%s, %s, %s, now() + %s)"
+        " RETURNING expires_at",
+        (_token_digest(token), account_id, csrf, ttl),
+    )
+    expiry = await cur.fetchone()
     assert expiry is not None  # noqa: S101  (INSERT ... RETURNING)
     return Session(token, csrf, expiry[0])
 
@@ -283,7 +290,7 @@ async def logout(conn: AsyncConnection[Any], token: str) -> None:
     await conn.execute("DELETE FROM sessions WHERE token_sha256 = %s", (_token_digest(token),))
 
 
-_PRINCIPAL: Final = """
+_PRINCIPAL_FROM: Final = """
     SELECT a.id, a.username, a.display_name, a.role, a.language, s.csrf, a.demo,
         CASE a.role
           WHEN 'admin' THEN ARRAY(SELECT id FROM facilities)
@@ -301,10 +308,14 @@ _PRINCIPAL: Final = """
         ARRAY(SELECT resident_id FROM account_residents WHERE account_id = a.id),
         ARRAY(SELECT DISTINCT f.id FROM facilities f JOIN residents r ON r.facility_id = f.id
               JOIN account_residents ar ON ar.resident_id = r.id
-              WHERE ar.account_id = a.id AND f.kind = 'home')
+              WHERE ar.account_id = a.id AND f.kind = 'home'),
+        s.token_sha256
     FROM sessions s JOIN accounts a ON a.id = s.account_id
-    WHERE s.token_sha256 = %s AND s.expires_at > now() AND NOT a.disabled
 """
+_PRINCIPAL: Final = _PRINCIPAL_FROM + "WHERE s.token_sha256 = %s AND s.expires_at > now() AND NOT a.disabled"
+_PRINCIPALS: Final = (
+    _PRINCIPAL_FROM + "WHERE s.token_sha256 = ANY(%s) AND s.expires_at > now() AND NOT a.disabled"
+)
 
 
 async def principal_for(conn: AsyncConnection[Any], token: str, *, allow_demo: bool) -> Principal | None:
@@ -313,7 +324,28 @@ async def principal_for(conn: AsyncConnection[Any], token: str, *, allow_demo: b
         return None
     cur = await conn.execute(_PRINCIPAL, (_token_digest(token),))
     row = await cur.fetchone()
-    if row is None or (row[6] and not allow_demo):
+    return None if row is None else _principal_of(row, allow_demo=allow_demo)
+
+
+async def principals_for(
+    conn: AsyncConnection[Any], tokens: Iterable[str], *, allow_demo: bool
+) -> dict[str, Principal]:
+    """:func:`principal_for` for many tokens in one query (the live streams' re-checks): the
+    callers of those still valid, by token; the others are missing."""
+    by_digest = {_token_digest(t): t for t in tokens if t and len(t) <= 200}
+    if not by_digest:
+        return {}
+    cur = await conn.execute(_PRINCIPALS, (list(by_digest),))
+    found: dict[str, Principal] = {}
+    for row in await cur.fetchall():
+        principal = _principal_of(row, allow_demo=allow_demo)
+        if principal is not None:
+            found[by_digest[bytes(row[10])]] = principal
+    return found
+
+
+def _principal_of(row: Sequence[Any], *, allow_demo: bool) -> Principal | None:
+    if row[6] and not allow_demo:
         return None
     role: Role = row[3]
     return Principal(

@@ -19,11 +19,13 @@ from psycopg import AsyncConnection
 from api.auth import Principal, principal_for
 from api.settings import ApiSettings
 from api.stream import AlarmFeed
-from hub.storage import Database
+from hub.storage import Database, StorageUnavailable
 
 COOKIE: Final = "ankang_session"
 CSRF_HEADER: Final = "X-CSRF-Token"
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+# What a 503 for a database away suggests as the wait before trying again.
+RETRY_AFTER_S: Final = 5
 
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /api/v1/auth/token")
 
@@ -67,14 +69,29 @@ def session_token(request: Request) -> str | None:
     return request.cookies.get(COOKIE)
 
 
-async def lookup(request: Request, token: str) -> Principal | None:
+async def session_holder(request: Request, token: str) -> Principal | None:
     """Who holds ``token`` now, on a connection borrowed only for the lookup, so that a long
-    response (the live stream) holds no connection while it runs."""
+    response (the live stream) holds no connection while it runs. Raises
+    ``StorageUnavailable`` if the database cannot be asked (the live stream waits that out)."""
     try:
         async with database(request).connection() as conn:
             return await principal_for(conn, token, allow_demo=settings(request).demo)
-    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the database is unavailable") from exc
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:  # a pool timeout is one too
+        raise StorageUnavailable(str(exc).strip() or type(exc).__name__) from exc
+    except TimeoutError as exc:
+        raise StorageUnavailable(f"no database connection: {exc}") from exc
+
+
+async def lookup(request: Request, token: str) -> Principal | None:
+    """:func:`session_holder` for a request: a database away is a 503, answered as JSON."""
+    try:
+        return await session_holder(request, token)
+    except StorageUnavailable as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the database is unavailable; try again",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        ) from exc
 
 
 async def principal(

@@ -49,6 +49,17 @@ _TEXT: Final[dict[str, tuple[str, str]]] = {
     "sound_off": ("提示音已开", "Sound is on"),
     "connected": ("实时连接正常", "Live"),
     "disconnected": ("实时连接中断，正在重连…", "Connection lost, reconnecting…"),
+    "paused": ("实时更新已暂停", "Paused"),
+    # {since} is a time of day (HH:MM)
+    "stream_degraded": (
+        "实时更新已暂停：自 {since} 起无法连接数据库。期间产生的告警将在恢复后显示。",
+        "Live updates paused: the database has been unreachable since {since}."
+        " Alarms raised meanwhile will appear when it returns.",
+    ),
+    "stream_reconnecting": (
+        "实时连接中断，正在重连…期间产生的告警将在重连后显示。",
+        "The live connection is lost; reconnecting… Alarms raised meanwhile will appear once it is back.",
+    ),
     "today": ("今日状况", "Today"),
     "recent_alarms": ("近 7 天告警", "Alarms in the last 7 days"),
     "what_was_done": ("处理情况", "What was done"),

@@ -20,12 +20,17 @@ def serialize(view: AlarmView) -> dict[str, Any]:
     return {f.name: _iso(getattr(view, f.name)) for f in dataclasses.fields(view)}
 
 
+def reads_redacted(principal: Principal) -> bool:
+    """Whether :func:`for_caller` leaves things out for this caller."""
+    return principal.role == "regulator"
+
+
 def for_caller(view: dict[str, Any], principal: Principal) -> dict[str, Any]:
     """What a caller's role may read of an alarm. Regulators get the record without who it
     was about: no resident, bed or detection details (which can carry vital signs); the
     subject is kept only when it is a device. Nor do they learn which nurse acknowledged or
     resolved it: when, and the verdict, are the record."""
-    if principal.role == "regulator":
+    if reads_redacted(principal):
         about_device = view.get("resident_id") is None
         return {
             **view,

@@ -319,3 +319,78 @@ def _print_bench(console: object, summary: dict[str, object]) -> None:
         f"duplicated {summary['duplicated']}; max sustained {summary.get('max_sustained_msgs_per_s')} msg/s; "
         f"p99 lag {summary['p99_lag_s']} s at {summary['lag_at_rate']} msg/s"
     )
+
+
+@app.command("fanout")
+def bench_fanout(
+    streams: Annotated[int, typer.Option(min=1, help="Live streams open at once.")] = 1000,
+    alarms: Annotated[int, typer.Option(min=1, help="Alarms raised, each for another resident.")] = 20,
+    interval: Annotated[float, typer.Option(min=0, help="Seconds between alarms.")] = 1.0,
+    mix: Annotated[
+        str, typer.Option(help="Shares of the streams by kind: centre, ward, regulator, family.")
+    ] = "centre=0.5,ward=0.2,regulator=0.05,family=0.25",
+    readers: Annotated[int, typer.Option(min=1, help="Client processes reading the streams.")] = 1,
+    profile: Annotated[
+        Path | None, typer.Option(help="Sample the API with py-spy while the alarms go out (raw stacks).")
+    ] = None,
+    use_configured: Annotated[
+        bool, typer.Option(help="Use ANKANG_DATABASE_URL instead of a fresh database.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Latency from an alarm's commit to its arrival on each of many live streams, and scope."""
+    import orjson
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from lab.alertbench.fanout import FanoutBench, FanoutConfig
+
+    try:
+        pairs = (part.split("=") for part in mix.split(",") if part.strip())
+        shares = {k.strip(): float(v) for k, v in pairs}
+    except ValueError:
+        typer.echo("--mix is KIND=SHARE,... (centre, ward, regulator, family)", err=True)
+        raise typer.Exit(2) from None
+    cfg = FanoutConfig(
+        streams=streams, alarms=alarms, interval_s=interval, mix=shares, readers=readers, profile=profile
+    )
+    if use_configured:
+        cfg.database_url = load_settings().database_url
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+    with Progress(
+        TextColumn("[bold]{task.fields[phase]:<9}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+    ) as bar:
+        tasks: dict[str, object] = {}
+
+        def progress(phase: str, done: float, total: float, info: str) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total or None, phase=phase, info="")
+            bar.update(tasks[phase], completed=done, total=total or None, info=info)  # type: ignore[arg-type]
+
+        try:
+            with FanoutBench(cfg, progress) as bench:
+                summary = bench.run()
+        except ValueError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(orjson.dumps(summary).decode())
+        return
+    console.print(
+        f"{summary['streams_ready']}/{summary['streams']} streams {summary['streams_by_kind']}; "
+        f"{summary['alarms']} alarms, each to {summary['streams_per_alarm']['min']}"
+        f"-{summary['streams_per_alarm']['max']} streams"
+    )
+    console.print(
+        f"delivered {summary['delivered']}/{summary['expected']}, wrong scope {summary['wrong_scope']}, "
+        f"duplicates {summary['duplicates']}, resyncs {summary['resyncs']}, degraded {summary['degraded']}"
+    )
+    for name in ("pair", "first_stream", "last_stream", "commit_call"):
+        s = summary[name]
+        console.print(f"{name:<13} p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms, max {s['max_ms']} ms")
+    met = {True: "yes", False: "no", None: "-"}[summary["met"]]
+    console.print(f"target: last stream p99 ≤ {summary['target']['ms']:.0f} ms: {met}")
+    console.print(f"API CPU while raising {summary['api']['cpu_s_while_raising']} s")

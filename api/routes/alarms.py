@@ -4,23 +4,30 @@ and resolve, and the live stream of changes (SSE)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.responses import StreamingResponse
+from fastapi.sse import KEEPALIVE_COMMENT, format_sse_event
 from pydantic import BaseModel, Field
 
 import alerts
 import hub.queries
 from alerts import AlarmNotFound, InvalidInput, TransitionRefused, queries
 from alerts.queries import AlarmView
-from api.deps import Actor, Caller, Conn, RawReader, feed, lookup, not_found, session_token
-from api.stream import CLOSING, RESYNC
+from api.auth import Principal
+from api.deps import Actor, Caller, Conn, RawReader, feed, not_found, session_holder, session_token
+from api.stream import CLOSING, ENDED, LOST, RECHECK_BEFORE_SEND_S, RECHECK_S, RESYNC, Change
 from api.views import for_caller, serialize
+from hub.storage import StorageUnavailable
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
 
@@ -32,10 +39,32 @@ _FIRE_BEFORE: Final = timedelta(minutes=10)
 _MAX_WINDOW: Final = timedelta(hours=2)
 _FIRE_METRICS: Final = ("temp_c", "smoke_density_pct_m", "smoke", "co_ppm", "gas_lel_pct")
 _MAX_TRACE: Final = 3000
-# How often a live stream checks that its session still holds: idle, and before it hands out
-# an alarm.
-_RECHECK_S: Final = 5.0
-_RECHECK_BEFORE_SEND_S: Final = 1.0
+# Browsers and proxies drop a quiet connection: a comment goes out after this long without
+# an event (what FastAPI's own SSE responses send).
+_KEEPALIVE_S: Final = 15.0
+# What the stream's events look like, for the OpenAPI description.
+_SSE_ITEM: Final = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["ready", "alarm", "resync", "degraded"]},
+        "data": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+# How long past the feed's due look at its session (api/stream.py) a stream waits before it
+# looks itself.
+_FEED_GRACE_S: Final = 1.5
+# While the database is away, the first pause before the session is looked at again; it
+# doubles up to RECHECK_S.
+_AWAY_RETRY_FIRST_S: Final = 1.0
+
+
+class EventStream(StreamingResponse):
+    """Server-sent events, written by the route itself (not FastAPI's ``EventSourceResponse``,
+    which would take the route for a generator of events)."""
+
+    media_type = "text/event-stream"
 
 
 class Ack(BaseModel):
@@ -110,47 +139,105 @@ async def list_alarms(
     return [for_caller(serialize(a), caller) for a in await queries.scoped_alarms(conn, caller, wanted)]
 
 
-@router.get("/stream", response_class=EventSourceResponse)
-async def stream(request: Request, caller: Caller) -> AsyncIterator[ServerSentEvent]:
+@router.get(
+    "/stream",
+    response_class=EventStream,
+    responses={200: {"content": {"text/event-stream": {"itemSchema": _SSE_ITEM}}}},
+)
+async def stream(request: Request, caller: Caller) -> EventStream:
     """Server-sent events: ``alarm`` with the changed alarm (as in the list) whenever one in
     the caller's scope opens, repeats, escalates, is acknowledged or resolved; ``resync``
     when changes may have been missed, after which a client reloads its list.
 
-    The session is checked again every few seconds, and before an alarm goes out if the last
-    check is older than a second: a logout, an expiry, a disabled account or a new password
-    ends the stream, and a changed scope applies to it."""
+    The session is checked again every few seconds (by the feed, for every stream in one
+    query), and before an alarm or a resync goes out if the last check is older than a
+    second: a logout, an expiry, a disabled account or a new password ends the stream, and a
+    changed scope applies to it.
+
+    If the database cannot be reached for that check, the stream stays open and sends
+    ``degraded`` once (``{"database": false, "since": ...}``); it then sends nothing else, no
+    alarm above all, until a check succeeds again, tried with a growing pause (keep-alive
+    comments, every 15 s, hold the connection meanwhile). On success it sends ``resync``
+    (``{"database": true, ...}``); a session that ended meanwhile ends the stream instead."""
+    # The events are written here rather than yielded to FastAPI's SSE layer, which runs
+    # two more tasks and a timeout per stream and encodes every event for each stream: with
+    # a thousand streams open, that was most of the cost of handing out an alarm.
+    return EventStream(
+        _events(request, caller), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
+def _event(name: str, data: object = None, *, raw: str | None = None, **fields: Any) -> bytes:
+    return format_sse_event(data_str=raw if raw is not None else json.dumps(data), event=name, **fields)
+
+
+async def _events(request: Request, caller: Principal) -> AsyncIterator[bytes]:
     alarm_feed = feed(request)
     token = session_token(request) or ""
-    async with alarm_feed.subscribe(caller) as sub:
-        yield ServerSentEvent(event="ready", data={"listening": alarm_feed.listening.is_set()}, retry=2000)
-        checked = time.monotonic()
+    async with alarm_feed.subscribe(caller, token) as sub:
+        yield _event("ready", {"listening": alarm_feed.listening.is_set()}, retry=2000)
+        sent = time.monotonic()
+        away_since: datetime | None = None  # set while the database cannot be asked
+        retry_at = 0.0  # while away: when the session is looked at again
+        pause = _AWAY_RETRY_FIRST_S
         while True:
-            try:
-                item = await asyncio.wait_for(sub.next(), timeout=_RECHECK_S)
-            except TimeoutError:
-                item = None
-            # Idle, every few seconds; before handing out an alarm, if the last look is older
-            # than a second: a revoked session gets nothing new after about a second.
-            since = time.monotonic() - checked
-            if since >= _RECHECK_S or (isinstance(item, dict) and since >= _RECHECK_BEFORE_SEND_S):
+            # The feed looks at every stream's session; a stream looks itself only when the
+            # feed has not for a while (the database may be away), or while degraded.
+            due = retry_at if away_since is not None else sub.checked + RECHECK_S + _FEED_GRACE_S
+            item = sub.poll()
+            if item is None:
+                try:
+                    async with asyncio.timeout(max(0.0, min(due, sent + _KEEPALIVE_S) - time.monotonic())):
+                        item = await sub.next()
+                except TimeoutError:
+                    item = None
+            if item in (CLOSING, ENDED):
+                return
+            now = time.monotonic()
+            if item is None and now - sent >= _KEEPALIVE_S:
+                yield KEEPALIVE_COMMENT
+                sent = now
+            if away_since is not None:
+                look = now >= retry_at or (item is not None and item != LOST)
+            elif item is None:
+                look = now >= due
+            else:  # anything to hand out (or the feed's ``lost``) wants a look no older than a second
+                look = now - sub.checked >= RECHECK_BEFORE_SEND_S
+            if look:
                 if await request.is_disconnected():
                     return
-                current = await lookup(request, token)
+                try:
+                    current = await session_holder(request, token)
+                except StorageUnavailable as exc:
+                    if away_since is None:
+                        away_since = datetime.now(UTC)
+                        log.warning("a live stream cannot check its session (%s); degraded until it can", exc)
+                        yield _event("degraded", {"database": False, "since": away_since.isoformat()})
+                        sent = time.monotonic()
+                    retry_at = time.monotonic() + pause
+                    pause = min(pause * 2, RECHECK_S)
+                    continue  # nothing goes out on a session that could not be looked at
                 if current is None:
                     return
-                sub.principal = current
-                checked = time.monotonic()
-            if item is None:
+                sub.refreshed(current)
+                pause = _AWAY_RETRY_FIRST_S
+                if away_since is not None:
+                    # Whatever changed meanwhile was not sent: the client reloads its list.
+                    log.info("a live stream reached the database again; resync")
+                    away_since = None
+                    yield _event("resync", {"database": True, "listening": alarm_feed.listening.is_set()})
+                    sent = time.monotonic()
+                    if item == RESYNC:
+                        continue
+            if item is None or item == LOST or away_since is not None:
                 continue
-            if item == CLOSING:
-                return
             if item == RESYNC:
-                yield ServerSentEvent(event="resync", data={})
-            else:
-                assert isinstance(item, dict)  # noqa: S101  (the feed queues views or RESYNC)
-                if not sub.principal.sees_alarm(item["facility_id"], item["resident_id"]):
+                yield _event("resync", {})
+            elif isinstance(item, Change):
+                if not sub.principal.sees_alarm(item.facility_id, item.resident_id):
                     continue  # queued before the caller's scope shrank
-                yield ServerSentEvent(event="alarm", data=item, id=f"{item['id']}:{item['updated_at']}")
+                yield _event("alarm", raw=item.data, id=f"{item.alarm_id}:{item.updated_at}")
+            sent = time.monotonic()
 
 
 @router.get("/{alarm_id}", responses={404: {"description": "Unknown, or not the caller's"}})

@@ -10,7 +10,10 @@
   const rowTemplate = document.getElementById("alarm-row");
   const alarms = new Map();
   const rank = { high: 0, medium: 1, low: 2 };
-  const when = (iso) => new Date(iso).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB");
+  const banner = document.getElementById("stream-banner");
+  const locale = lang === "zh" ? "zh-CN" : "en-GB";
+  const when = (iso) => new Date(iso).toLocaleString(locale);
+  const clock = (iso) => new Date(iso).toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit" });
 
   function upsert(alarm) {
     if (alarm.state === "resolved") alarms.delete(alarm.id);
@@ -86,19 +89,59 @@
     render();
   }
 
-  function setLive(ok) {
-    live.dataset.state = ok ? "live" : "down";
-    live.textContent = ok ? t.connected : t.disconnected;
+  // How far the list can be trusted: "live"; "degraded", the API is there but cannot reach
+  // the database, so nothing comes through until it returns; "down", no connection to the API.
+  function setLive(state, since) {
+    live.dataset.state = state;
+    live.textContent = { live: t.connected, degraded: t.paused, down: t.disconnected }[state];
+    banner.hidden = state === "live";
+    banner.dataset.kind = state === "degraded" ? "degraded" : "connection";
+    banner.textContent = state === "degraded" ? t.stream_degraded.replace("{since}", clock(since))
+      : state === "down" ? t.stream_reconnecting : "";
   }
 
   // The stream is opened first and the list loaded once it is ready, so no change can fall
   // between the two; after a reconnect or a resync the list is loaded again.
+  let degradedSince = null;
   function connect() {
     const source = new EventSource("/api/v1/alarms/stream");
-    source.addEventListener("ready", () => { setLive(true); reload(); });
-    source.addEventListener("resync", reload);
+    source.addEventListener("ready", () => { degradedSince = null; setLive("live"); reload(); });
+    source.addEventListener("degraded", (event) => {
+      degradedSince = JSON.parse(event.data).since;
+      setLive("degraded", degradedSince);
+    });
+    // A degraded stream sends nothing else until it recovers, and then a resync.
+    source.addEventListener("resync", () => { degradedSince = null; setLive("live"); reload(); });
     source.addEventListener("alarm", (event) => { upsert(JSON.parse(event.data)); render(); });
-    source.onerror = () => setLive(false);
+    source.onerror = () => {
+      if (source.readyState !== EventSource.CLOSED) {
+        setLive("down"); // the browser reconnects by itself
+        return;
+      }
+      source.close();
+      retry();
+    };
+  }
+
+  // A browser gives up on a stream that is refused (a 503 while the database is away, a
+  // 401 once the session has ended): ask why, then log in again or try again later.
+  async function retry() {
+    let wait = 5;
+    try {
+      const response = await fetch("/api/v1/auth/me", { credentials: "same-origin" });
+      if (response.status === 401) { location.assign("/login?next=/console"); return; }
+      if (response.status === 503) {
+        degradedSince = degradedSince || new Date().toISOString();
+        setLive("degraded", degradedSince);
+        wait = Number(response.headers.get("Retry-After")) || wait;
+      } else {
+        setLive("down");
+        if (response.ok) wait = 1;
+      }
+    } catch {
+      setLive("down");
+    }
+    setTimeout(connect, wait * 1000);
   }
 
   // IEC 60601-1-8 style: a high-priority tone repeats while such an alarm is unacknowledged.

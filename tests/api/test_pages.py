@@ -6,6 +6,7 @@ saved there as a PNG (the pictures in docs/img come from this)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -207,3 +208,14 @@ def test_logged_out_pages_and_api_refuse(api: ApiProcess) -> None:
         response = httpx.get(f"{api.url}{path}", follow_redirects=False)
         assert response.status_code == 303
         assert response.headers["location"].startswith("/login")
+
+
+def test_a_session_ended_elsewhere_takes_the_console_to_the_login_page(page: Page, api: ApiProcess) -> None:
+    sign_in(page, api, "staff-a", "/console")
+    expect(page.get_by_test_id("live-status")).to_have_attribute("data-state", "live")
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "ankang_session")
+    ended = httpx.delete(f"{api.url}/api/v1/auth/token", headers={"Authorization": f"Bearer {token}"})
+    assert ended.status_code == 204
+    # The stream ends at its next look at the session. The browser's own reconnect is then
+    # refused (401), which an EventSource does not retry: the console asks why and goes to log in.
+    expect(page).to_have_url(re.compile(r"/login\?next=(/|%2F)console$"), timeout=20_000)
