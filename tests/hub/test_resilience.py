@@ -39,7 +39,11 @@ class Stream(threading.Thread):
                 self.pub.publish(f"ankang/v1/w{d}/telemetry", waveform(seq, self.t0 + seq * 1000))
                 self.sent += 1
                 if seq % 10 == 0:
-                    event = {"ts": self.t0 + seq * 1000 + 500, "seq": 10_000 + seq // 10, "event": "door_open"}
+                    event = {
+                        "ts": self.t0 + seq * 1000 + 500,
+                        "seq": 10_000 + seq // 10,
+                        "event": "door_open",
+                    }
                     self.pub.publish(f"ankang/v1/w{d}/event", orjson.dumps(event))
             ahead = self.sent / self.rate - (time.monotonic() - start)
             if ahead > 0:
